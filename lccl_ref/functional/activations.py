@@ -1,0 +1,32 @@
+"""ReLU: ``y = max(x, 0)``, and its gradient ``dx = dy * (x > 0)``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._checks import check_float_array, check_shape
+
+
+def relu_forward(x):
+    """ReLU forward.
+
+    Parameters
+    ----------
+    x : ndarray, any shape, float32 or float64
+
+    Returns
+    -------
+    y : ndarray, shape and dtype of ``x``
+    cache : the boolean mask ``x > 0`` (all backward needs)
+    """
+    check_float_array("x", x)
+    mask = x > 0
+    return np.where(mask, x, x.dtype.type(0)), mask
+
+
+def relu_backward(dy, cache):
+    """ReLU backward: ``dx = dy * (x > 0)`` (the subgradient at 0 is taken as 0)."""
+    mask = cache
+    check_float_array("dy", dy)
+    check_shape("dy", dy, mask.shape)
+    return np.where(mask, dy, dy.dtype.type(0))

@@ -1,0 +1,171 @@
+"""Thin modules over :mod:`lccl_ref.functional`: they hold parameters and caches."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import functional as F
+from .._checks import FLOAT_DTYPES, pair
+from .module import Module, Parameter
+
+
+def _rng(rng) -> np.random.Generator:
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(int(rng))
+    if isinstance(rng, np.random.Generator):
+        return rng
+    raise TypeError(f"rng must be None, an int seed or a numpy Generator, got {type(rng).__name__}")
+
+
+def _dtype(dtype) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def _positive_int(name, v):
+    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+        raise ValueError(f"{name} must be a positive int, got {v!r}")
+    return int(v)
+
+
+class Conv2d(Module):
+    """2-D convolution with weight ``(out_channels, in_channels, kh, kw)``.
+
+    He-normal initialisation (``std = sqrt(2 / (C*kh*kw))``), no bias by default
+    because every convolution in a pre-activation ResNet is followed by a BN.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 bias=False, rng=None, dtype=np.float32):
+        super().__init__()
+        self.in_channels = _positive_int("in_channels", in_channels)
+        self.out_channels = _positive_int("out_channels", out_channels)
+        self.kernel_size = pair("kernel_size", kernel_size, 1)
+        self.stride = pair("stride", stride, 1)
+        self.padding = pair("padding", padding, 0)
+        dt = _dtype(dtype)
+        kh, kw = self.kernel_size
+        std = np.sqrt(2.0 / (in_channels * kh * kw))
+        w = _rng(rng).normal(0.0, std, (out_channels, in_channels, kh, kw)).astype(dt)
+        self.weight = Parameter(w)
+        self.bias = Parameter(np.zeros(out_channels, dt)) if bias else None
+        self._cache = None
+        self.last_input_shape = None
+
+    def forward(self, x):
+        b = None if self.bias is None else self.bias.data
+        y, self._cache = F.conv2d_forward(x, self.weight.data, b, self.stride, self.padding)
+        self.last_input_shape = x.shape  # read by lccl_ref.flops to build per-layer tables
+        return y
+
+    def backward(self, dy):
+        dx, dw, db = F.conv2d_backward(dy, self._cache)
+        self.weight.grad += dw
+        if self.bias is not None:
+            self.bias.grad += db
+        return dx
+
+    def output_shape(self, h, w):
+        """(Ho, Wo) for an (H, W) input."""
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}")
+
+
+class BatchNorm2d(Module):
+    """BatchNorm over (N, H, W) per channel; gamma=1, beta=0, running mean 0, var 1."""
+
+    def __init__(self, num_features, momentum=0.1, eps=1e-5, dtype=np.float32):
+        super().__init__()
+        c = _positive_int("num_features", num_features)
+        dt = _dtype(dtype)
+        self.num_features, self.momentum, self.eps = c, float(momentum), float(eps)
+        self.weight = Parameter(np.ones(c, dt), decay=False)  # gamma
+        self.bias = Parameter(np.zeros(c, dt), decay=False)  # beta
+        self.register_buffer("running_mean", np.zeros(c, dt))
+        self.register_buffer("running_var", np.ones(c, dt))
+        self._cache = None
+
+    def forward(self, x):
+        y, self._cache = F.batchnorm2d_forward(
+            x, self.weight.data, self.bias.data, self.running_mean, self.running_var,
+            self.training, self.momentum, self.eps)
+        return y
+
+    def backward(self, dy):
+        dx, dgamma, dbeta = F.batchnorm2d_backward(dy, self._cache)
+        self.weight.grad += dgamma
+        self.bias.grad += dbeta
+        return dx
+
+    def extra_repr(self):
+        return f"{self.num_features}, momentum={self.momentum}, eps={self.eps}"
+
+
+class ReLU(Module):
+    """``max(x, 0)``; remembers its mask for backward."""
+
+    def __init__(self):
+        super().__init__()
+        self._cache = None
+
+    def forward(self, x):
+        y, self._cache = F.relu_forward(x)
+        return y
+
+    def backward(self, dy):
+        return F.relu_backward(dy, self._cache)
+
+
+class Linear(Module):
+    """``y = x @ W.T + b`` with ``W`` (out_features, in_features), PyTorch's init."""
+
+    def __init__(self, in_features, out_features, bias=True, rng=None, dtype=np.float32):
+        super().__init__()
+        self.in_features = _positive_int("in_features", in_features)
+        self.out_features = _positive_int("out_features", out_features)
+        dt = _dtype(dtype)
+        bound = 1.0 / np.sqrt(in_features)
+        g = _rng(rng)
+        self.weight = Parameter(g.uniform(-bound, bound, (out_features, in_features)).astype(dt))
+        self.bias = Parameter(g.uniform(-bound, bound, out_features).astype(dt)) if bias else None
+        self._cache = None
+        self.last_input_shape = None
+
+    def forward(self, x):
+        b = None if self.bias is None else self.bias.data
+        y, self._cache = F.linear_forward(x, self.weight.data, b)
+        self.last_input_shape = x.shape
+        return y
+
+    def backward(self, dy):
+        dx, dw, db = F.linear_backward(dy, self._cache)
+        self.weight.grad += dw
+        if self.bias is not None:
+            self.bias.grad += db
+        return dx
+
+    def extra_repr(self):
+        return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
+
+
+class GlobalAvgPool(Module):
+    """(N, C, H, W) -> (N, C): the mean over each feature map."""
+
+    def __init__(self):
+        super().__init__()
+        self._cache = None
+
+    def forward(self, x):
+        y, self._cache = F.global_avg_pool_forward(x)
+        return y
+
+    def backward(self, dy):
+        return F.global_avg_pool_backward(dy, self._cache)
