@@ -1,12 +1,15 @@
 """Modules that hold parameters and gradients, over :mod:`lccl_ref.functional`."""
 
 from .layers import BatchNorm2d, Conv2d, GlobalAvgPool, Linear, ReLU
+from .lccl import CHEAP_KINDS, LCCLConv2d, set_sparse
 from .module import Module, Parameter, Sequential, load_npz, save_npz
 
 __all__ = [
     "BatchNorm2d",
+    "CHEAP_KINDS",
     "Conv2d",
     "GlobalAvgPool",
+    "LCCLConv2d",
     "Linear",
     "Module",
     "Parameter",
@@ -14,4 +17,5 @@ __all__ = [
     "Sequential",
     "load_npz",
     "save_npz",
+    "set_sparse",
 ]

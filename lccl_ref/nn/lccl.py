@@ -1,0 +1,322 @@
+"""The low-cost collaborative layer (LCCL): a convolution gated by a cheap one.
+
+A batch's way through :class:`LCCLConv2d`::
+
+    training:  V = conv_W(x)                       expensive, dense
+               V' = ReLU(BN(conv_W'(u)))           cheap, u = cheap_input or x
+               O = V * V'                          V' broadcast over T when T' = 1
+
+    eval:      V' = ReLU(conv_{W'_f, b'_f}(u))     BN folded into the cheap conv
+               mask = V' > 0                       (N, Ho, Wo) or (N, T, Ho, Wo)
+               V = kernels.gated_conv2d(x, W, mask) only at active cells
+               O = V * V'                          + density and MACs recorded
+
+Wherever ``V' = 0`` the product is 0 whatever ``V`` is, so skipping ``V`` there
+is exact: the sparse eval path equals the dense eval path to float tolerance.
+With the BN folded in, the mask is a thresholded linear predictor
+``conv_{W'_f}(u) + b'_f > 0``.
+
+Cheap-branch kinds (``k`` the expensive kernel, ``T`` its output channels):
+
+========== ======= ======= =========================================
+kind       k'      T'      mask
+========== ======= ======= =========================================
+1x1xCxT    1       T       one per output channel and position
+kxkxCx1    k       1       one per position, shared by all T channels
+1x1xCx1    1       1       one per position (the authors' code default)
+========== ======= ======= =========================================
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import functional as F
+from .._checks import check_float_array, check_same_dtype
+from ..kernels import gated_conv2d
+from .layers import BatchNorm2d, Conv2d, ReLU
+from .module import Module
+
+CHEAP_KINDS = ("1x1xCxT", "kxkxCx1", "1x1xCx1")
+
+
+class LCCLConv2d(Module):
+    """An expensive k x k x C x T convolution times a cheap k' x k' x C x T' branch.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        ``C`` and ``T``.
+    kernel_size, stride, padding : int or (int, int)
+        Of the expensive convolution. The cheap branch uses the same stride and
+        the padding that gives the same output size: ``padding`` for a k x k
+        cheap kernel; ``padding - (k - 1) // 2`` for a 1x1 one (0 for the usual
+        3x3 / padding 1), which centres the 1x1 tap on the k x k window; this
+        needs an odd ``k`` and ``padding >= (k - 1) // 2``.
+    cheap : {"1x1xCxT", "kxkxCx1", "1x1xCx1"}
+        The cheap branch's kernel, see the module docstring.
+    rng : None, int or numpy Generator
+    dtype : float32 or float64
+
+    Attributes
+    ----------
+    conv : Conv2d            expensive, weight (T, C, k, k), no bias
+    cheap_conv : Conv2d      cheap, weight (T', C, k', k'), no bias
+    cheap_bn : BatchNorm2d   (T',)
+    cheap_relu : ReLU
+    sparse : bool
+        Eval mode only: True (default) computes V with ``kernels.gated_conv2d``
+        at the active cells; False computes V densely (the reference the sparse
+        path is tested against).  See also :func:`set_sparse`.
+    fold_bn : bool
+        Eval mode only: True (default) folds ``cheap_bn`` into ``cheap_conv``
+        (``functional.fold_into_conv``); False runs them one after the other.
+    last_stats : dict or None
+        Set by every eval-mode forward: ``density`` (active cells of V over
+        ``N*T*Ho*Wo``), ``active_cells``, ``macs_expensive`` (executed, as counted
+        by the gated kernel; the dense count on the dense path), ``macs_cheap``
+        (``N*Ho*Wo*T'*C*k'*k'``), ``macs_dense`` (``N*Ho*Wo*T*C*k*k``).
+        Multiply-accumulates, not FLOPs.
+    last_mask : bool ndarray or None
+        The eval mask ``V' > 0``: (N, Ho, Wo) when T' = 1, (N, T, Ho, Wo) when T' = T.
+    last_input_shape : tuple
+        Shape of ``x`` at the last forward, as for :class:`Conv2d`.
+
+    Notes
+    -----
+    The paper's layer (Dong et al. 2017, "the idea")::
+
+        V  = conv_W(U),  V' = ReLU(BN(conv_W'(U))),  O = V ⊙ V'
+
+    and its backward pass, used in training::
+
+        dV  = dO ⊙ V'
+        dV' = dO ⊙ V                (summed over the T channels when T' = 1)
+
+    then ``dV'`` flows through the cheap ReLU, BN and conv.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=1,
+                 cheap="1x1xCx1", rng=None, dtype=np.float32):
+        super().__init__()
+        if cheap not in CHEAP_KINDS:
+            raise ValueError(f"cheap must be one of {CHEAP_KINDS}, got {cheap!r}")
+        rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+        self.cheap = cheap
+        self.conv = Conv2d(in_channels, out_channels, kernel_size, stride, padding,
+                           rng=rng, dtype=dtype)
+        (kh, kw), (ph, pw) = self.conv.kernel_size, self.conv.padding
+        if cheap.startswith("1x1"):
+            if kh % 2 == 0 or kw % 2 == 0 or ph < (kh - 1) // 2 or pw < (kw - 1) // 2:
+                raise ValueError(
+                    f"a 1x1 cheap branch needs an odd kernel_size and padding >= "
+                    f"(kernel_size - 1) // 2 to give the expensive conv's output size, got "
+                    f"kernel_size={self.conv.kernel_size}, padding={self.conv.padding}")
+            cheap_kernel, cheap_padding = (1, 1), (ph - (kh - 1) // 2, pw - (kw - 1) // 2)
+        else:
+            cheap_kernel, cheap_padding = (kh, kw), (ph, pw)
+        cheap_out = self.conv.out_channels if cheap.endswith("xT") else 1
+        self.cheap_conv = Conv2d(in_channels, cheap_out, cheap_kernel, stride, cheap_padding,
+                                 rng=rng, dtype=dtype)
+        self.cheap_bn = BatchNorm2d(cheap_out, dtype=dtype)
+        self.cheap_relu = ReLU()
+        self.sparse = True
+        self.fold_bn = True
+        self.last_stats = None
+        self.last_mask = None
+        self.last_input_shape = None
+        self._cache = None
+
+    @property
+    def shared_mask(self) -> bool:
+        """True when the cheap branch has one channel (mask shared by all T)."""
+        return self.cheap_conv.out_channels == 1
+
+    # ---- forward ---------------------------------------------------------
+    def forward(self, x, cheap_input=None):
+        """Forward pass.
+
+        Parameters
+        ----------
+        x : ndarray, (N, C, H, W), float32 or float64 (the module's dtype)
+            Input of the expensive convolution.
+        cheap_input : ndarray, (N, C, H, W), or None
+            Input of the cheap branch when it differs from ``x`` (the "bef"
+            placements of :mod:`lccl_ref.models`); None means ``x``.
+
+        Returns
+        -------
+        out : ndarray, (N, T, Ho, Wo), dtype of ``x``
+        """
+        check_float_array("x", x, ndim=4)
+        if x.shape[1] != self.conv.in_channels:
+            raise ValueError(f"x must have {self.conv.in_channels} channels (N, C, H, W), "
+                             f"got shape {x.shape}")
+        u = x if cheap_input is None else cheap_input
+        if cheap_input is not None:
+            check_float_array("cheap_input", cheap_input, ndim=4)
+            if cheap_input.shape != x.shape:
+                raise ValueError(f"cheap_input must have the shape of x {x.shape}, "
+                                 f"got {cheap_input.shape}")
+            check_same_dtype(x=x, cheap_input=cheap_input)
+        self.last_input_shape = x.shape
+        if self.training:
+            return self._forward_train(x, u, separate=cheap_input is not None)
+        return self._forward_eval(x, u)
+
+    def _forward_train(self, x, u, separate):
+        v = self.conv.forward(x)  # (N, T, Ho, Wo)
+        v_cheap = self.cheap_relu.forward(self.cheap_bn.forward(self.cheap_conv.forward(u)))
+        self._cache = (v, v_cheap, separate)  # (N, T, Ho, Wo), (N, T', Ho, Wo)
+        return v * v_cheap
+
+    def cheap_branch_eval(self, u):
+        """Eval-mode cheap branch ``V' = ReLU(BN(conv_W'(u)))``, shape (N, T', Ho, Wo).
+
+        With ``fold_bn`` the BN is folded into the conv, ``V' = ReLU(conv_{W'_f}(u) + b'_f)``.
+        """
+        if self.training:
+            raise RuntimeError("cheap_branch_eval needs eval mode (call .eval())")
+        conv, bn = self.cheap_conv, self.cheap_bn
+        if self.fold_bn:
+            w_f, b_f = F.fold_into_conv(conv.weight.data, None, bn.weight.data, bn.bias.data,
+                                        bn.running_mean, bn.running_var, bn.eps)
+            pre = cheap_conv2d(u, w_f, b_f, conv.stride, conv.padding)
+        else:
+            pre, _ = F.conv2d_forward(u, conv.weight.data, None, conv.stride, conv.padding)
+            pre, _ = F.batchnorm2d_forward(pre, bn.weight.data, bn.bias.data, bn.running_mean,
+                                           bn.running_var, False, bn.momentum, bn.eps)
+        conv.last_input_shape = u.shape
+        return np.maximum(pre, pre.dtype.type(0))
+
+    def _forward_eval(self, x, u):
+        conv = self.conv
+        n = x.shape[0]
+        t, c, kh, kw = conv.weight.data.shape
+        v_cheap = self.cheap_branch_eval(u)  # (N, T', Ho, Wo)
+        ho, wo = v_cheap.shape[2], v_cheap.shape[3]
+        mask = v_cheap[:, 0] > 0 if self.shared_mask else v_cheap > 0  # (N,Ho,Wo) | (N,T,Ho,Wo)
+        active_cells = int(np.count_nonzero(mask)) * (t if self.shared_mask else 1)
+        macs_dense = n * ho * wo * t * c * kh * kw
+        if self.sparse:
+            v, macs_expensive = gated_conv2d(x, conv.weight.data, mask, None, conv.stride,
+                                             conv.padding)
+        else:
+            v, _ = F.conv2d_forward(x, conv.weight.data, None, conv.stride, conv.padding)
+            macs_expensive = macs_dense
+        conv.last_input_shape = x.shape
+        _, c_cheap, kh_c, kw_c = self.cheap_conv.weight.data.shape
+        self.last_mask = mask
+        self.last_stats = dict(
+            density=active_cells / (n * t * ho * wo),
+            active_cells=active_cells,
+            macs_expensive=int(macs_expensive),
+            macs_cheap=n * ho * wo * self.cheap_conv.out_channels * c_cheap * kh_c * kw_c,
+            macs_dense=macs_dense,
+        )
+        self._cache = None
+        return v * v_cheap  # (N, T, Ho, Wo)
+
+    # ---- backward --------------------------------------------------------
+    def backward(self, dy):
+        """Backward pass of a training-mode :meth:`forward`.
+
+        Parameters
+        ----------
+        dy : ndarray, (N, T, Ho, Wo), gradient of the output ``O``
+
+        Returns
+        -------
+        dx : ndarray, (N, C, H, W)
+            When ``forward`` had no ``cheap_input``: the gradient of ``x``
+            through both branches.
+        (dx, dx_cheap) : tuple of two (N, C, H, W) arrays
+            When ``forward`` had a separate ``cheap_input``: the gradient of
+            ``x`` (expensive branch) and of ``cheap_input`` (cheap branch).
+
+        Parameter gradients are added into ``conv``, ``cheap_conv`` and ``cheap_bn``.
+        """
+        if self._cache is None:
+            raise RuntimeError("LCCLConv2d.backward needs a training-mode forward first "
+                               "(eval-mode forwards keep no cache)")
+        v, v_cheap, separate = self._cache
+        check_float_array("dy", dy, ndim=4)
+        if dy.shape != v.shape:
+            raise ValueError(f"dy must have the output shape {v.shape}, got {dy.shape}")
+        dv = dy * v_cheap  # dV = dO ⊙ V'                 (N, T, Ho, Wo)
+        dv_cheap = dy * v  # dV' = dO ⊙ V                  (N, T, Ho, Wo)
+        if self.shared_mask:
+            dv_cheap = dv_cheap.sum(axis=1, keepdims=True)  # (N, 1, Ho, Wo)
+        dx = self.conv.backward(dv)
+        du = self.cheap_conv.backward(self.cheap_bn.backward(self.cheap_relu.backward(dv_cheap)))
+        self._cache = None
+        if separate:
+            return dx, du
+        return dx + du
+
+    def extra_repr(self):
+        return (f"{self.conv.in_channels}, {self.conv.out_channels}, "
+                f"kernel_size={self.conv.kernel_size}, stride={self.conv.stride}, "
+                f"padding={self.conv.padding}, cheap={self.cheap!r}, sparse={self.sparse}")
+
+
+def cheap_conv2d(u, w, b, stride, padding):
+    """The cheap branch's convolution at inference: one GEMM over the taps, then shift-add.
+
+    Parameters
+    ----------
+    u : ndarray, (N, C, H, W);  w : ndarray, (T', C, kh, kw);  b : ndarray, (T',)
+    stride, padding : (int, int)
+
+    Returns
+    -------
+    ndarray, (N, T', Ho, Wo), dtype of ``u``: ``F.conv2d_forward(u, w, b, ...)`` up to
+    float rounding.
+
+    Notes
+    -----
+    The cheap branch has one output (``kxkxCx1``, ``1x1xCx1``) or a 1x1 kernel
+    (``1x1xCxT``).  im2col would copy the input ``kh*kw`` times into channel-last
+    rows to feed a GEMM with one column -- as costly as the expensive conv's own
+    im2col when C is small (ResNet-20's first stage), which would eat the saving.
+    Here the input is read once, in place, by one GEMM per image::
+
+        Z = W'[taps] @ u_pad           (kh*kw*T', C) @ (C, Hp*Wp)
+        y[n, t, i, j] = b[t] + sum_{p, q} Z[n, (p, q, t), i*sh + p, j*sw + q]
+
+    ``Z`` holds ``kh*kw*T'`` planes: small for the cheap kinds (9 for ``kxkxCx1``,
+    T for ``1x1xCxT``, 1 for ``1x1xCx1``).  Added by the benchmark helper (issue 5).
+    """
+    n, c, h, wd = u.shape
+    t, _, kh, kw = w.shape
+    (sh, sw), (ph, pw) = stride, padding
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
+    up = np.zeros((n, c, h + 2 * ph, wd + 2 * pw), dtype=u.dtype)  # (N, C, Hp, Wp)
+    up[:, :, ph : ph + h, pw : pw + wd] = u
+    if kh == 1 and kw == 1:  # subsample first: a 1x1 tap only reads every stride-th cell
+        up = np.ascontiguousarray(up[:, :, ::sh, ::sw][:, :, :ho, :wo])  # (N, C, Ho, Wo)
+        y = np.matmul(w.reshape(t, c), up.reshape(n, c, ho * wo))  # (N, T', Ho*Wo)
+        y += b[:, None]
+        return y.reshape(n, t, ho, wo)
+    hp, wp = up.shape[2], up.shape[3]
+    taps = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(kh * kw * t, c)
+    z = np.matmul(taps, up.reshape(n, c, hp * wp)).reshape(n, kh, kw, t, hp, wp)
+    y = np.empty((n, t, ho, wo), dtype=u.dtype)
+    y[...] = b[:, None, None]
+    for p in range(kh):
+        for q in range(kw):
+            y += z[:, p, q, :, p : p + sh * (ho - 1) + 1 : sh, q : q + sw * (wo - 1) + 1 : sw]
+    return y
+
+
+def set_sparse(model: Module, flag: bool) -> Module:
+    """Choose the sparse (True) or dense (False) eval path of every LCCL in ``model``."""
+    if not isinstance(flag, (bool, np.bool_)):
+        raise TypeError(f"flag must be a bool, got {type(flag).__name__}")
+    for m in model.modules():
+        if isinstance(m, LCCLConv2d):
+            m.sparse = bool(flag)
+    return model
+
+
+__all__ = ["CHEAP_KINDS", "LCCLConv2d", "set_sparse"]
