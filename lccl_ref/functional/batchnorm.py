@@ -131,10 +131,13 @@ def fold_into_conv(w, b, gamma, beta, running_mean, running_var, eps=1e-5):
     """
     check_float_array("w", w, ndim=4)
     t = w.shape[0]
-    for name, v in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
+    for name, v in (("b", b), ("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
                     ("running_var", running_var)):
-        check_float_array(name, v, ndim=1)
-        check_shape(name, v, (t,))
+        if v is not None:
+            check_float_array(name, v, ndim=1)
+            check_shape(name, v, (t,))
+    check_same_dtype(w=w, b=b, gamma=gamma, beta=beta, running_mean=running_mean,
+                     running_var=running_var)
     b0 = np.zeros(t, dtype=w.dtype) if b is None else b
     s = gamma / np.sqrt(running_var + w.dtype.type(eps))
     return (w * s[:, None, None, None]).astype(w.dtype), ((b0 - running_mean) * s + beta).astype(

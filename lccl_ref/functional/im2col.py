@@ -14,7 +14,11 @@ the backward pass of a convolution needs.
 Variants
 --------
 ``im2col`` / ``col2im``
-    Fast: one strided slice copy per kernel tap (kh*kw copies in total).
+    Fast: the receptive fields are a strided *view* of the zero-padded
+    channel-last input (:func:`sliding_windows`, no copy); ``im2col`` copies
+    that view once, ``col2im`` adds into it tap by tap (:func:`add_windows`).
+    Both loop only over the ``kh*kw`` kernel taps, never over pixels.  The
+    convolution in :mod:`.conv` uses the same two helpers chunk by chunk.
 ``im2col_naive`` / ``col2im_naive``
     The algorithmic reference: explicit loops over every output cell and tap.
 """
@@ -22,6 +26,7 @@ Variants
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from .._checks import check_float_array, conv_output_size, pair
 
@@ -35,6 +40,28 @@ def _prepare(x, kernel_size, stride, padding, name="x"):
     return kh, kw, s, p, ho, wo
 
 
+def _prepare_cols(cols, x_shape, kernel_size, stride, padding):
+    """Validate col2im's arguments; return ``(x_shape, kh, kw, stride, padding, ho, wo)``."""
+    check_float_array("cols", cols, ndim=6)
+    if not isinstance(x_shape, (tuple, list)) or len(x_shape) != 4:
+        raise ValueError(f"x_shape must be a 4-tuple (N, C, H, W), got {x_shape!r}")
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
+               for v in x_shape):
+        raise ValueError(f"x_shape must hold positive ints (N, C, H, W), got {x_shape!r}")
+    n, c, h, w = (int(v) for v in x_shape)
+    kh, kw = pair("kernel_size", kernel_size, 1)
+    s = pair("stride", stride, 1)
+    p = pair("padding", padding, 0)
+    ho, wo = conv_output_size(h, w, kh, kw, s, p)
+    if cols.shape != (n, ho, wo, kh, kw, c):
+        raise ValueError(
+            f"cols must have shape {(n, ho, wo, kh, kw, c)} (N, Ho, Wo, kh, kw, C) for "
+            f"x_shape {(n, c, h, w)}, kernel ({kh}, {kw}), stride {s}, padding {p}; "
+            f"got {cols.shape}"
+        )
+    return (n, c, h, w), kh, kw, s, p, ho, wo
+
+
 def pad_nhwc(x: np.ndarray, padding: tuple[int, int]) -> np.ndarray:
     """(N, C, H, W) -> zero-padded channel-last copy (N, H + 2ph, W + 2pw, C)."""
     n, c, h, w = x.shape
@@ -42,6 +69,44 @@ def pad_nhwc(x: np.ndarray, padding: tuple[int, int]) -> np.ndarray:
     xp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
     xp[:, ph : ph + h, pw : pw + w, :] = x.transpose(0, 2, 3, 1)
     return xp
+
+
+def sliding_windows(xp: np.ndarray, kernel_size, stride, out_size) -> np.ndarray:
+    """Read-only strided view of every receptive field of a padded channel-last input.
+
+    Parameters
+    ----------
+    xp : ndarray, (N, Hp, Wp, C), e.g. from :func:`pad_nhwc`
+    kernel_size, stride, out_size : (int, int) each -- ``(kh, kw)``, ``(sh, sw)``, ``(Ho, Wo)``
+
+    Returns
+    -------
+    view : ndarray, (N, Ho, Wo, kh, kw, C), sharing memory with ``xp``
+        ``view[n, i, j, p, q, c] == xp[n, i*sh + p, j*sw + q, c]``.  Neighbouring
+        windows overlap in memory, so the view is read-only; copying it *is*
+        im2col.  The ``kw*C`` numbers of one kernel row are contiguous, which
+        makes that copy fast.
+    """
+    (kh, kw), (sh, sw), (ho, wo) = kernel_size, stride, out_size
+    s0, s1, s2, s3 = xp.strides
+    return as_strided(xp, (xp.shape[0], ho, wo, kh, kw, xp.shape[3]),
+                      (s0, sh * s1, sw * s2, s1, s2, s3), writeable=False)
+
+
+def add_windows(xp: np.ndarray, cols: np.ndarray, stride) -> None:
+    """Adjoint of :func:`sliding_windows`: ``xp[n, i*sh + p, j*sw + q] += cols[n, i, j, p, q]``.
+
+    ``xp`` (N, Hp, Wp, C) is updated in place; ``cols`` is (N, Ho, Wo, kh, kw, C).
+    Overlapping windows must *add*, so this loops over the ``kh*kw`` taps, each
+    a strided ``+=`` that touches every pixel at most once.
+    """
+    sh, sw = stride
+    _, ho, wo, kh, kw, _ = cols.shape
+    for p in range(kh):
+        for q in range(kw):
+            xp[:, p : p + sh * (ho - 1) + 1 : sh, q : q + sw * (wo - 1) + 1 : sw, :] += (
+                cols[:, :, :, p, q, :]
+            )
 
 
 def im2col(x: np.ndarray, kernel_size, stride=1, padding=0) -> np.ndarray:
@@ -57,14 +122,9 @@ def im2col(x: np.ndarray, kernel_size, stride=1, padding=0) -> np.ndarray:
     cols : ndarray, (N, Ho, Wo, kh, kw, C), dtype of ``x``
         ``Ho = (H + 2*ph - kh) // sh + 1``, likewise ``Wo``.
     """
-    kh, kw, (sh, sw), p, ho, wo = _prepare(x, kernel_size, stride, padding)
+    kh, kw, s, p, ho, wo = _prepare(x, kernel_size, stride, padding)
     xp = pad_nhwc(x, p)  # (N, Hp, Wp, C)
-    n, c = x.shape[0], x.shape[1]
-    cols = np.empty((n, ho, wo, kh, kw, c), dtype=x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            cols[:, :, :, i, j, :] = xp[:, i : i + sh * ho : sh, j : j + sw * wo : sw, :]
-    return cols
+    return np.ascontiguousarray(sliding_windows(xp, (kh, kw), s, (ho, wo)))
 
 
 def col2im(cols: np.ndarray, x_shape, kernel_size, stride=1, padding=0) -> np.ndarray:
@@ -72,33 +132,18 @@ def col2im(cols: np.ndarray, x_shape, kernel_size, stride=1, padding=0) -> np.nd
 
     Parameters
     ----------
-    cols : ndarray, (N, Ho, Wo, kh, kw, C)
+    cols : ndarray, (N, Ho, Wo, kh, kw, C), float32 or float64
     x_shape : (N, C, H, W), the shape of the image ``cols`` came from
+    kernel_size, stride, padding : int or (int, int), as given to :func:`im2col`
 
     Returns
     -------
     dx : ndarray, (N, C, H, W), dtype of ``cols``
     """
-    if not isinstance(cols, np.ndarray) or cols.ndim != 6:
-        raise ValueError(
-            f"cols must be a 6-D ndarray (N, Ho, Wo, kh, kw, C), got "
-            f"{getattr(cols, 'shape', type(cols).__name__)}"
-        )
-    check_float_array("cols", cols)
-    n, c, h, w = (int(v) for v in x_shape)
-    kh, kw = pair("kernel_size", kernel_size, 1)
-    sh, sw = pair("stride", stride, 1)
-    ph, pw = pair("padding", padding, 0)
-    ho, wo = conv_output_size(h, w, kh, kw, (sh, sw), (ph, pw))
-    if cols.shape != (n, ho, wo, kh, kw, c):
-        raise ValueError(
-            f"cols must have shape {(n, ho, wo, kh, kw, c)} for x_shape {tuple(x_shape)}, "
-            f"got {cols.shape}"
-        )
+    (n, c, h, w), _, _, s, (ph, pw), _, _ = _prepare_cols(
+        cols, x_shape, kernel_size, stride, padding)
     xp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=cols.dtype)  # (N, Hp, Wp, C)
-    for i in range(kh):
-        for j in range(kw):
-            xp[:, i : i + sh * ho : sh, j : j + sw * wo : sw, :] += cols[:, :, :, i, j, :]
+    add_windows(xp, cols, s)
     return np.ascontiguousarray(xp[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2))
 
 
@@ -120,11 +165,8 @@ def im2col_naive(x: np.ndarray, kernel_size, stride=1, padding=0) -> np.ndarray:
 
 def col2im_naive(cols: np.ndarray, x_shape, kernel_size, stride=1, padding=0) -> np.ndarray:
     """Loop twin of :func:`col2im` (same output), written for reading."""
-    n, c, h, w = (int(v) for v in x_shape)
-    kh, kw = pair("kernel_size", kernel_size, 1)
-    sh, sw = pair("stride", stride, 1)
-    ph, pw = pair("padding", padding, 0)
-    ho, wo = conv_output_size(h, w, kh, kw, (sh, sw), (ph, pw))
+    (n, c, h, w), kh, kw, (sh, sw), (ph, pw), ho, wo = _prepare_cols(
+        cols, x_shape, kernel_size, stride, padding)
     dx = np.zeros((n, c, h, w), dtype=cols.dtype)
     for b in range(n):
         for oi in range(ho):
