@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._blas import warm_up as _warm_up_blas
 from .._checks import check_float_array, check_same_dtype, check_shape, conv_output_size, pair
 from .im2col import add_windows, sliding_windows
 
@@ -109,6 +110,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0):
         ``w``, whether there is a bias, stride, padding and the output size.
     """
     s, p, ho, wo = _check_conv_args(x, w, b, stride, padding)
+    _warm_up_blas()  # once per process: see lccl_ref/_blas.py (2x faster GEMMs)
     cache = (x, w, b is not None, s, p, (ho, wo))
     if s == (1, 1) and x.shape[1] <= SHIFTED_ROWS_MAX_C:
         return _forward_shifted_rows(x, w, b, p, ho, wo), cache
