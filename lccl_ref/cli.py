@@ -1,0 +1,262 @@
+"""``lccl-ref``: the command line, thin over the library.
+
+Each subcommand is one ``cmd_<name>(args) -> int`` function plus one
+``add_parser`` block in :func:`build_parser`. Heavy modules (models, data,
+Numba kernels) are imported inside the command functions, so ``lccl-ref
+--help`` stays fast. Errors a user can cause (unknown names, impossible
+combinations, missing or foreign files) end in one line on stderr,
+``lccl-ref: error: ...``, and exit code 2; set ``LCCL_DEBUG=1`` for the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+# The names the parser offers. They repeat lccl_ref.data.DATASETS,
+# lccl_ref.models.MODEL_NAMES / LCCL_KINDS / PLACEMENTS / SHORTCUTS so that `--help` does not
+# import NumPy-heavy modules; tests/test_cli.py checks that the lists agree.
+DATASETS = ("mnist5k", "mnist", "fashion-mnist", "cifar10", "cifar100")
+MODEL_NAMES = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
+               "wrn-16-4", "wrn-22-8", "wrn-28-2", "wrn-40-1", "wrn-40-2", "wrn-40-4",
+               "wrn-52-1", "mnist-resnet")
+LCCL_KINDS = ("none", "1x1xCxT", "kxkxCx1", "1x1xCx1")
+PLACEMENTS = ("aft-aft", "aft-bef", "bef-bef", "bef-aft")
+SHORTCUTS = ("identity", "projection")  # == lccl_ref.models.SHORTCUTS
+SCHEDULES = ("cosine", "step", "constant")  # == lccl_ref.train.SCHEDULES
+
+
+class UsageError(Exception):
+    """A command line argparse refused; carries the one-line message."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line gives one line (no usage dump) and exit 2."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return v
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, sort_keys=True))
+
+
+# ---- train ---------------------------------------------------------------
+def cmd_train(args) -> int:
+    """Train a model on a dataset; write last.npz and history.json to --out."""
+    from .data import load_dataset
+    from .models import build_model
+    from .train import fit, recipe_for
+
+    recipe = recipe_for(args.dataset)
+    for key in ("model", "epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule"):
+        if getattr(args, key) is None:
+            setattr(args, key, recipe[key])
+    out = Path(args.out) if args.out else Path("runs") / (
+        f"{args.dataset}_{args.model}_{args.lccl}_{args.placement}_s{args.seed}")
+    ds = load_dataset(args.dataset, data_dir=args.data_dir, subset=args.subset,
+                      test_subset=args.test_subset, seed=args.seed)
+    model_cfg = {"name": args.model, "num_classes": int(ds.num_classes),
+                 "in_channels": int(ds.image_shape[0]), "lccl": args.lccl,
+                 "placement": args.placement, "shortcut": args.shortcut, "dtype": "float32"}
+    model = build_model(**{k: v for k, v in model_cfg.items() if k != "dtype"}, rng=args.seed)
+    config = {"model": model_cfg,
+              "data": {"name": args.dataset, "subset": args.subset,
+                       "test_subset": args.test_subset, "seed": args.seed,
+                       "data_dir": args.data_dir, "source": str(getattr(ds, "source", ""))}}
+
+    def report(rec):
+        dens = rec["lccl_density"]
+        mean = f"  density {sum(dens.values()) / len(dens):.3f}" if dens else ""
+        print(f"epoch {rec['epoch']:3d}/{args.epochs}  lr {rec['lr']:.4f}  "
+              f"train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f}  "
+              f"test loss {rec['test_loss']:.4f} acc {rec['test_acc']:.4f}{mean}  "
+              f"{rec['time_s']:.1f}s", flush=True)
+
+    history = fit(model, ds, args.epochs, batch_size=args.batch_size, lr=args.lr,
+                  momentum=args.momentum, weight_decay=args.weight_decay,
+                  schedule=args.schedule, seed=args.seed, out_dir=out,
+                  progress=not args.no_progress, resume=args.resume,
+                  callback=None if args.json else report, config=config)
+    last = history.last
+    if args.json:
+        _print_json({"out": str(out), "checkpoint": str(out / "last.npz"),
+                     "history": str(out / "history.json"), "config": history.config,
+                     "final": last, "total_time_s": sum(r["time_s"] for r in history.epochs)})
+    else:
+        print(f"test accuracy {last['test_acc']:.4f} after {last['epoch']} epochs; "
+              f"checkpoint {out / 'last.npz'}")
+    return 0
+
+
+# ---- eval ----------------------------------------------------------------
+def cmd_eval(args) -> int:
+    """Evaluate a checkpoint on its dataset's test set: accuracy, densities, MACs."""
+    import time
+
+    from .data import load_dataset
+    from .nn.lccl import set_sparse
+    from .train import evaluate, model_from_checkpoint
+
+    model, ck = model_from_checkpoint(args.checkpoint)
+    data = ck.config.get("data") or {}
+    if "name" not in data:
+        raise ValueError(f"checkpoint {args.checkpoint!r} does not say which dataset it was "
+                         "trained on (no config.data.name)")
+    test_subset = args.test_subset if args.test_subset is not None else data.get("test_subset")
+    data_dir = args.data_dir if args.data_dir is not None else data.get("data_dir")
+    ds = load_dataset(data["name"], data_dir=data_dir, subset=data.get("subset"),
+                      test_subset=test_subset, seed=data.get("seed", 0))
+    set_sparse(model, not args.dense)
+    t0 = time.perf_counter()
+    ev = evaluate(model, ds.x_test, ds.y_test, args.batch_size)
+    elapsed = time.perf_counter() - t0
+    m = ck.config["model"]
+    result = {"checkpoint": str(args.checkpoint), "epoch": ck.epoch, "dataset": data["name"],
+              "model": m["name"], "lccl": m.get("lccl", "none"),
+              "placement": m.get("placement"), "path": "dense" if args.dense else "sparse",
+              "n": ev["n"], "accuracy": ev["accuracy"], "loss": ev["loss"],
+              "lccl_density": ev["lccl"], "macs": ev["macs"], "time_s": elapsed}
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"{result['model']} ({result['lccl']}, {result['placement']}) on {data['name']}, "
+          f"epoch {ck.epoch}, {ev['n']} test images, {result['path']} path, {elapsed:.1f}s")
+    print(f"accuracy {ev['accuracy']:.4f}  loss {ev['loss']:.4f}")
+    if ev["lccl"]:
+        print("LCCL layer                      density")
+        for name, d in ev["lccl"].items():
+            print(f"  {name:30s} {d:.4f}")
+    mc = ev["macs"]
+    print(f"MACs per image: dense {mc['dense']:,.0f}  executed {mc['executed']:,.0f}  "
+          f"speed-up ratio {mc['speedup']:.3f}")
+    return 0
+
+
+# ---- parser ----------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lccl-ref`` parser. A new subcommand: one block here + one ``cmd_*``."""
+    parser = _Parser(prog="lccl-ref", description=(
+        "Reference implementation of 'More is Less' (Dong et al., CVPR 2017): train and "
+        "evaluate networks with low-cost collaborative layers (LCCL)."))
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"lccl-ref {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model (baseline or with LCCL)", description=(
+        "Train with SGD (momentum, weight decay, cosine schedule by default), evaluate on the "
+        "test set every epoch, and write OUT/last.npz and OUT/history.json. Settings left "
+        "out take the dataset's default recipe (lccl_ref.train.RECIPES)."))
+    p.add_argument("--dataset", choices=DATASETS, default="mnist5k",
+                   help="default: mnist5k (5,000 real MNIST digits that work offline)")
+    p.add_argument("--model", choices=MODEL_NAMES, metavar="MODEL",
+                   help=f"one of {', '.join(MODEL_NAMES)}; default: mnist-resnet for "
+                        "MNIST-like data, resnet20 for CIFAR")
+    p.add_argument("--lccl", choices=LCCL_KINDS, default="none",
+                   help="cheap-branch kernel of every 3x3 conv in the residual blocks")
+    p.add_argument("--placement", choices=PLACEMENTS, default="aft-aft")
+    p.add_argument("--shortcut", choices=SHORTCUTS,
+                   help="where width or resolution changes; default: projection for WRN, "
+                        "identity (parameter-free) otherwise")
+    p.add_argument("--subset", type=_positive_int, metavar="N",
+                   help="class-balanced subset of N training images")
+    p.add_argument("--test-subset", type=_positive_int, metavar="N",
+                   help="class-balanced subset of N test images")
+    p.add_argument("--epochs", type=_positive_int, metavar="E")
+    p.add_argument("--batch-size", type=_positive_int, metavar="B")
+    p.add_argument("--lr", type=_non_negative_float, metavar="LR")
+    p.add_argument("--momentum", type=_non_negative_float)
+    p.add_argument("--weight-decay", type=_non_negative_float, metavar="WD")
+    p.add_argument("--schedule", choices=SCHEDULES)
+    p.add_argument("--seed", type=int, default=0, metavar="S",
+                   help="seeds the model's initialisation, the subsets and the shuffling")
+    p.add_argument("--data-dir", metavar="DIR", help="data root (else $LCCL_DATA, else cache)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output folder; default runs/<dataset>_<model>_<lccl>_<placement>_s<seed>")
+    p.add_argument("--resume", metavar="CHECKPOINT",
+                   help="continue a run from its last.npz (same settings)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint: accuracy, LCCL density, MACs",
+                       description="Rebuild the model saved in CHECKPOINT, evaluate it on its "
+                                   "dataset's test set in eval mode, and report accuracy, the "
+                                   "density of every LCCL layer and the MACs per image.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a last.npz written by train")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="data root; default: the --data-dir of the training run, else "
+                        "$LCCL_DATA, else the cache")
+    p.add_argument("--test-subset", type=_positive_int, metavar="N",
+                   help="default: the subset the run was evaluated on")
+    p.add_argument("--batch-size", type=_positive_int, default=256, metavar="B")
+    p.add_argument("--dense", action="store_true",
+                   help="compute the expensive convolutions densely (the reference path)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_eval)
+
+    # New subcommands (flops, bench, reproduce) go here: sub.add_parser(...) + cmd_<name>.
+    return parser
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e) if not isinstance(e, KeyError) else str(e.args[0] if e.args else e)
+    return " ".join(text.split()) or type(e).__name__
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``lccl-ref`` console script; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        print(e, file=sys.stderr)
+        return 2
+    except SystemExit as e:  # --help, --version
+        return e.code if isinstance(e.code, int) else 0
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("lccl-ref: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if os.environ.get("LCCL_DEBUG") or not _is_user_error(e):
+            raise
+        print(f"lccl-ref: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+
+
+def _is_user_error(e: Exception) -> bool:
+    if isinstance(e, (ValueError, TypeError, FileNotFoundError)):
+        return True
+    from .data.errors import DownloadError
+
+    return isinstance(e, DownloadError)

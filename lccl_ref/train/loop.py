@@ -1,0 +1,299 @@
+"""The training loop: minibatch SGD, evaluation each epoch, history, checkpoints.
+
+One epoch of :func:`fit`::
+
+    model.train()
+    for each shuffled minibatch (last one may be smaller):
+        x <- random crop + flip          (only if dataset.augment, e.g. CIFAR)
+        loss, dlogits = softmax_cross_entropy(model.forward(x), y)
+        model.zero_grad(); model.backward(dlogits); sgd.step(lr(t))
+    model.eval(); evaluate on the test set       (loss, accuracy, LCCL densities, MACs)
+    write out_dir/last.npz and out_dir/history.json; callback(record)
+
+All randomness of the loop (shuffling, augmentation) comes from one
+``np.random.Generator(seed)`` whose state is checkpointed after every epoch,
+so stopping after epoch k and resuming from ``last.npz`` replays exactly the
+minibatches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..functional import softmax_cross_entropy
+from ..nn import Conv2d, Linear, Module
+from ..nn.lccl import LCCLConv2d
+from .checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from .optim import SGD
+from .schedules import SCHEDULES, learning_rate
+
+# Hyper-parameters that must agree between a checkpoint and the run resuming it
+# (``epochs`` may change: a run can be extended).
+_RESUME_KEYS = ("batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones",
+                "seed")
+
+
+@dataclass
+class History:
+    """Per-epoch records of a run, JSON-serialisable.
+
+    Each record holds ``epoch`` (1-based), ``lr`` (at the epoch's first
+    iteration), ``train_loss``, ``train_acc`` (running over the epoch, train
+    mode), ``test_loss``, ``test_acc`` (eval mode), ``time_s``, ``images_per_s``
+    (training only), ``lccl_density`` ({layer: mean density over the test set})
+    and ``macs`` (per test image; see :func:`evaluate`).
+    """
+
+    config: dict = field(default_factory=dict)
+    epochs: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"config": self.config, "epochs": self.epochs}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> History:
+        return cls(config=dict(d.get("config", {})), epochs=list(d.get("epochs", [])))
+
+    @property
+    def last(self) -> dict:
+        return self.epochs[-1] if self.epochs else {}
+
+    def save(self, path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True))
+
+
+def _lccl_layers(model: Module) -> list:
+    """``[(qualified name, LCCLConv2d)]`` in forward order."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, LCCLConv2d)]
+
+
+def _dense_macs(m: Module) -> int:
+    """MACs of the last forward of a plain Conv2d or Linear (0 if it never ran)."""
+    shape = m.last_input_shape
+    if shape is None:
+        return 0
+    if isinstance(m, Linear):
+        return shape[0] * m.in_features * m.out_features
+    ho, wo = m.output_shape(shape[2], shape[3])
+    kh, kw = m.kernel_size
+    return shape[0] * ho * wo * m.out_channels * m.in_channels * kh * kw
+
+
+def evaluate(model: Module, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> dict:
+    """Loss, accuracy, LCCL densities and MACs of ``model`` on ``(x, y)``, eval mode.
+
+    Parameters
+    ----------
+    model : Module
+        Put in eval mode (BN uses running statistics; LCCL layers skip the
+        expensive convolution where the cheap branch is 0) and left there.
+    x : ndarray, (N, C, H, W)
+        Cast to the model's dtype batch by batch.
+    y : ndarray, (N,), integer
+    batch_size : int
+
+    Returns
+    -------
+    dict with
+        ``loss`` (mean cross-entropy), ``accuracy`` (fraction correct), ``n``;
+        ``lccl``: ``{layer name: density}``, the fraction of the expensive
+        convolution's output cells computed, averaged over the N images;
+        ``macs``: multiply-accumulates **per image** of convolutions and
+        linear layers (BN, ReLU and pooling are not counted):
+        ``dense`` (the network with every LCCL replaced by its plain conv),
+        ``executed`` (what ran: other layers + LCCL cheap + LCCL expensive),
+        ``lccl_dense``, ``lccl_cheap``, ``lccl_expensive`` (LCCL layers only)
+        and ``speedup`` ``= 1 - executed / dense``, the paper's speed-up ratio.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    n = len(x)
+    if n == 0 or len(y) != n:
+        raise ValueError(f"x and y must hold the same, non-zero number of images, got "
+                         f"{len(x)} and {len(y)}")
+    model.eval()
+    dtype = model.dtype
+    lccl = _lccl_layers(model)
+    lccl_prefixes = tuple(name + "." for name, _ in lccl)
+    plain = [m for name, m in model.named_modules()
+             if isinstance(m, (Conv2d, Linear)) and not name.startswith(lccl_prefixes)]
+    density = {name: 0.0 for name, _ in lccl}
+    macs = dict.fromkeys(("other", "lccl_dense", "lccl_cheap", "lccl_expensive"), 0)
+    loss_sum, correct = 0.0, 0
+    for s in range(0, n, batch_size):
+        xb = np.asarray(x[s:s + batch_size], dtype=dtype)
+        yb = y[s:s + batch_size]
+        logits = model.forward(xb)
+        loss, _ = softmax_cross_entropy(logits, yb)
+        loss_sum += loss * len(yb)
+        correct += int((logits.argmax(axis=1) == yb).sum())
+        for name, layer in lccl:
+            st = layer.last_stats
+            density[name] += st["density"] * len(yb)
+            macs["lccl_dense"] += int(st["macs_dense"])
+            macs["lccl_cheap"] += int(st["macs_cheap"])
+            macs["lccl_expensive"] += int(st["macs_expensive"])
+        macs["other"] += sum(_dense_macs(m) for m in plain)
+    per_image = {k: v / n for k, v in macs.items()}
+    dense = per_image["other"] + per_image["lccl_dense"]
+    executed = per_image["other"] + per_image["lccl_cheap"] + per_image["lccl_expensive"]
+    return {
+        "loss": loss_sum / n,
+        "accuracy": correct / n,
+        "n": n,
+        "lccl": {k: v / n for k, v in density.items()},
+        "macs": {"dense": dense, "executed": executed,
+                 "lccl_dense": per_image["lccl_dense"],
+                 "lccl_cheap": per_image["lccl_cheap"],
+                 "lccl_expensive": per_image["lccl_expensive"],
+                 "speedup": 1.0 - executed / dense if dense else 0.0},
+    }
+
+
+def _check_positive_int(name, v):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{name} must be a positive int, got {v!r}")
+    return int(v)
+
+
+def fit(model: Module, dataset, epochs: int, batch_size: int = 128, lr: float = 0.1,
+        momentum: float = 0.9, weight_decay: float = 5e-4, schedule: str = "cosine",
+        milestones=None, seed: int = 0, out_dir=None, progress: bool = True, resume=None,
+        callback=None, config: dict | None = None, eval_batch_size: int = 256) -> History:
+    """Train ``model`` on ``dataset`` with SGD; evaluate and checkpoint every epoch.
+
+    Parameters
+    ----------
+    model : Module
+        Any classifier ``(N, C, H, W) -> (N, K)`` logits; trained in place.
+    dataset : lccl_ref.data.Dataset (or any object with the same fields)
+        ``x_train``, ``y_train``, ``x_test``, ``y_test`` and ``augment``.
+    epochs : int
+        Total epochs of the run (also the length of the LR schedule).
+    batch_size, lr, momentum, weight_decay
+        SGD settings, see :class:`~lccl_ref.train.optim.SGD`.
+    schedule : {"cosine", "step", "constant"}
+        See :mod:`lccl_ref.train.schedules`; ``milestones`` for ``"step"``.
+    seed : int
+        Seeds the generator for shuffling and augmentation (not the model's
+        initialisation, which the caller did).
+    out_dir : path, optional
+        If given, ``last.npz`` (checkpoint) and ``history.json`` are written
+        there after every epoch.
+    progress : bool
+        Show a tqdm bar per epoch with the running loss and accuracy.
+    resume : path, optional
+        A checkpoint of the same run: restores weights, BN statistics, momentum
+        buffers, RNG state and history, and continues at the next epoch.
+    callback : callable, optional
+        ``callback(record)`` after each epoch (after the checkpoint is
+        written); returning True stops training.
+    config : dict, optional
+        ``{"model": build_model kwargs with "name", "data": {...}}`` stored in
+        checkpoints so that ``lccl-ref eval`` can rebuild the model; the
+        training settings are added under ``"train"``.
+    eval_batch_size : int
+
+    Returns
+    -------
+    History
+    """
+    epochs = _check_positive_int("epochs", epochs)
+    batch_size = _check_positive_int("batch_size", batch_size)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    x_train, y_train = dataset.x_train, dataset.y_train
+    n = len(x_train)
+    if n == 0:
+        raise ValueError("dataset has no training images")
+    train_cfg = {"epochs": epochs, "batch_size": batch_size, "lr": float(lr),
+                 "momentum": float(momentum), "weight_decay": float(weight_decay),
+                 "schedule": schedule, "seed": int(seed),
+                 "milestones": None if milestones is None else [int(m) for m in milestones]}
+    config = {**(config or {}), "train": train_cfg}
+    opt = SGD(model, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    rng = np.random.default_rng(seed)
+    history = History(config=config)
+    start = 0
+    if resume is not None:
+        ck = load_checkpoint(resume)
+        old = ck.config.get("train", {})
+        diff = [k for k in _RESUME_KEYS if k in old and old[k] != train_cfg[k]]
+        if diff:
+            raise ValueError("cannot resume: the checkpoint was trained with "
+                             + ", ".join(f"{k}={old[k]!r}" for k in diff)
+                             + " but this run asks for "
+                             + ", ".join(f"{k}={train_cfg[k]!r}" for k in diff))
+        model.load_state_dict(ck.model_state)
+        opt.load_state_dict(ck.optim_state)
+        rng = restore_rng(ck.rng_state)
+        history = History(config=config, epochs=list(ck.history.get("epochs", [])))
+        start = ck.epoch
+    out = None if out_dir is None else Path(out_dir)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    crop_flip = None
+    if getattr(dataset, "augment", False):
+        from ..data import random_crop_flip as crop_flip
+    iters = -(-n // batch_size)
+    dtype = model.dtype
+    for epoch in range(start, epochs):
+        bar = _bar(iters, f"epoch {epoch + 1}/{epochs}", progress)
+        model.train()
+        perm = rng.permutation(n)
+        t0 = time.perf_counter()
+        loss_sum, correct, seen = 0.0, 0, 0
+        lr0 = learning_rate(schedule, lr, epoch, epochs, milestones)
+        for i in range(iters):
+            idx = perm[i * batch_size:(i + 1) * batch_size]
+            xb = x_train[idx]
+            if crop_flip is not None:
+                xb = crop_flip(xb, rng)
+            xb = np.asarray(xb, dtype=dtype)
+            yb = y_train[idx]
+            model.zero_grad()
+            logits = model.forward(xb)
+            loss, dlogits = softmax_cross_entropy(logits, yb)
+            model.backward(dlogits)
+            opt.step(learning_rate(schedule, lr, epoch + i / iters, epochs, milestones))
+            loss_sum += loss * len(idx)
+            correct += int((logits.argmax(axis=1) == yb).sum())
+            seen += len(idx)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
+                                refresh=False)
+        train_time = time.perf_counter() - t0
+        ev = evaluate(model, dataset.x_test, dataset.y_test, eval_batch_size)
+        record = {
+            "epoch": epoch + 1, "lr": lr0,
+            "train_loss": loss_sum / seen, "train_acc": correct / seen,
+            "test_loss": ev["loss"], "test_acc": ev["accuracy"],
+            "time_s": time.perf_counter() - t0, "images_per_s": seen / train_time,
+            "lccl_density": ev["lccl"], "macs": ev["macs"],
+        }
+        history.epochs.append(record)
+        if bar is not None:
+            bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{record['train_acc']:.3f}",
+                            test_acc=f"{ev['accuracy']:.4f}")
+            bar.close()
+        if out is not None:
+            save_checkpoint(out / "last.npz", model, opt, epoch + 1, rng, config,
+                            history.to_dict())
+            history.save(out / "history.json")
+        if callback is not None and callback(record):
+            break
+    return history
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", leave=True, dynamic_ncols=True)

