@@ -1,0 +1,76 @@
+"""The direct gated convolution: the algorithmic reference.
+
+One plain loop over output cells; an inactive cell is skipped before any
+arithmetic, an active one gets its full ``kh*kw*C`` inner product.  It is the
+readable twin the fast variants (:mod:`.gather`, :mod:`.tiled`) are
+tested against::
+
+    for every output cell (n, t, i, j) with mask true:
+        y[n, t, i, j] = b[t] + sum_{p, q, c} w[t, p, q, c] * xpad[n, i*sh + p, j*sw + q, c]
+        macs += kh * kw * C
+
+Inputs are already in the layouts the loops want (the public wrapper
+:func:`lccl_ref.kernels.gated_conv2d` prepares them): ``xp`` is the zero-padded
+input in channel-last layout ``(N, Hp, Wp, C)`` and ``wt`` the weight as
+``(T, kh, kw, C)``, so the innermost loop walks contiguous memory in both.
+Zero-padding taps are multiplied like any other tap and counted as MACs (the
+im2col convention of the dense conv and of the paper's ``XYTk^2C``).
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+
+@njit(cache=True)
+def _dot_cell(xp, wt, n, t, r0, s0, zero):
+    """Inner product of filter ``t`` with the window whose top-left is ``(r0, s0)``."""
+    _, kh, kw, c = wt.shape
+    acc = zero  # same type as the data: float32 input accumulates in float32
+    for p in range(kh):
+        for q in range(kw):
+            for ch in range(c):
+                acc += wt[t, p, q, ch] * xp[n, r0 + p, s0 + q, ch]
+    return acc
+
+
+@njit(cache=True)
+def direct_shared(xp, wt, b, mask, sh, sw, zero, y):
+    """Shared mask ``(N, Ho, Wo)``: every channel of an active position.
+
+    Writes into ``y`` ``(N, T, Ho, Wo)``, which must hold zeros, and returns
+    the MACs executed.
+    """
+    n_img, n_out, ho, wo = y.shape
+    _, kh, kw, c = wt.shape
+    macs = 0
+    for n in range(n_img):
+        for i in range(ho):
+            for j in range(wo):
+                if not mask[n, i, j]:
+                    continue
+                for t in range(n_out):
+                    y[n, t, i, j] = _dot_cell(xp, wt, n, t, i * sh, j * sw, zero) + b[t]
+                    macs += kh * kw * c
+    return macs
+
+
+@njit(cache=True)
+def direct_per_channel(xp, wt, b, mask, sh, sw, zero, y):
+    """Per-channel mask ``(N, T, Ho, Wo)``: only the active (channel, position) cells.
+
+    Writes into ``y`` ``(N, T, Ho, Wo)``, which must hold zeros, and returns
+    the MACs executed.
+    """
+    n_img, n_out, ho, wo = y.shape
+    _, kh, kw, c = wt.shape
+    macs = 0
+    for n in range(n_img):
+        for t in range(n_out):
+            for i in range(ho):
+                for j in range(wo):
+                    if not mask[n, t, i, j]:
+                        continue
+                    y[n, t, i, j] = _dot_cell(xp, wt, n, t, i * sh, j * sw, zero) + b[t]
+                    macs += kh * kw * c
+    return macs

@@ -1,0 +1,150 @@
+"""``gated_conv2d``: the convolution computed only where a mask is true.
+
+This is the expensive branch of an LCCL layer at inference (PAPER.md, "The
+idea"): the cheap branch gives ``V' > 0``, and ``V = conv_W(U)`` is needed only
+there, because ``O = V * V'`` is zero wherever ``V'`` is.
+
+Variants (``method=``)
+----------------------
+``"direct"``
+    The algorithmic reference (:mod:`.direct`): a plain loop over active
+    output cells, one inner product each.  Both mask kinds.
+``"gather"``
+    Shared masks ``(N, Ho, Wo)`` only (:mod:`.gather`, as in SBNet and
+    DynConv): gather the im2col rows of the active positions only, one dense
+    BLAS GEMM per chunk, scatter back.  The GEMM keeps the dense conv's speed
+    per MAC, so the time falls in proportion to the density.
+``"tiled"``
+    Both mask kinds (:mod:`.tiled`): per tile of 128 positions, im2col rows
+    packed in cache, then for each channel the active cells' inner products
+    computed eight at a time (one weight load serves eight MACs).  It is the
+    only variant that saves time on per-channel masks, where there is no
+    dense block for a GEMM.
+``"auto"``
+    ``"gather"`` for shared masks, ``"tiled"`` for per-channel masks.
+    ``benchmarks/bench_gated.py`` times the variant not chosen on shared
+    masks too: on an idle core the gather-GEMM was faster on every ResNet
+    shape (tiled/gather 1.1-1.4 at C = 16 and 32, where the micro-kernel's
+    inner products are short; 1.0-1.4 at C = 64).  Under heavy load from
+    other processes the tiled loop sometimes won at C = 64.
+
+MACs
+----
+Every variant counts the multiply-accumulates it executes as it runs (loop
+trip counts or GEMM sizes), never from the mask afterwards.  All ``kh*kw*C``
+taps of a computed cell count, zero-padding taps included, as in the dense
+convention ``XYTk^2C``: ``macs = active cells * C*kh*kw`` for a per-channel
+mask and ``active positions * T*C*kh*kw`` for a shared one.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ..functional.conv import _check_conv_args, weight_matrix
+from ..functional.im2col import pad_nhwc
+from .direct import direct_per_channel, direct_shared
+from .gather import gather_shared
+from .tiled import tiled
+
+METHODS = ("auto", "direct", "gather", "tiled")
+
+#: Bytes of padded input the tiled kernel takes per call (a few images; stays in L2).
+GROUP_BYTES = 1 << 18
+
+
+def _check_mask(mask, n, t, ho, wo) -> bool:
+    """Validate ``mask``; return True when it is per channel ``(N, T, Ho, Wo)``."""
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(f"mask must be a numpy.ndarray of dtype bool, got {type(mask).__name__}")
+    if mask.dtype != np.bool_:
+        raise TypeError(
+            f"mask must have dtype bool, got {mask.dtype} "
+            "(convert explicitly, e.g. mask = v_cheap > 0)"
+        )
+    shared, per_channel = (n, ho, wo), (n, t, ho, wo)
+    if mask.shape == shared:
+        return False
+    if mask.shape == per_channel:
+        return True
+    raise ValueError(
+        f"mask must have shape {shared} (shared by all output channels) or {per_channel} "
+        f"(one per output channel) for this x, w, stride and padding, got {mask.shape}"
+    )
+
+
+def gated_conv2d(x, w, mask, b=None, stride=1, padding=0, method="auto"):
+    """2-D convolution evaluated only at the output cells where ``mask`` is true.
+
+    Parameters
+    ----------
+    x : ndarray, (N, C, H, W), float32 or float64 (any strides)
+    w : ndarray, (T, C, kh, kw), same dtype as ``x``
+    mask : ndarray of bool, (N, Ho, Wo) shared by all T channels, or (N, T, Ho, Wo)
+    b : ndarray, (T,), or None; added only at active cells
+    stride, padding : int or (int, int)
+    method : {"auto", "direct", "gather", "tiled"}
+        See the module header; all give the same ``y`` (to rounding) and
+        ``macs``.  ``"gather"`` needs a shared mask.
+
+    Returns
+    -------
+    y : ndarray, (N, T, Ho, Wo), dtype of ``x``
+        The dense convolution (plus bias) where ``mask`` is true, exactly 0
+        elsewhere.  ``Ho = (H + 2*ph - kh) // sh + 1``, likewise ``Wo``.
+    macs : int
+        Multiply-accumulates executed, counted by the kernel as it runs.
+
+    Notes
+    -----
+    With density ``r`` (fraction of cells computed) this costs ``r XYTk^2C``
+    MACs instead of the plain conv's ``XYTk^2C`` (PAPER.md, "Cost and
+    speed-up", the ``k^2 r`` / ``Tr`` terms of the LCCL rows).
+    """
+    (sh, sw), p, ho, wo = _check_conv_args(x, w, b, stride, padding)
+    n = x.shape[0]
+    t, _, kh, kw = w.shape
+    per_channel = _check_mask(mask, n, t, ho, wo)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "auto":
+        method = "tiled" if per_channel else "gather"
+    if method == "gather" and per_channel:
+        raise ValueError("method='gather' needs a shared mask (N, Ho, Wo), got a per-channel mask")
+
+    dtype = x.dtype
+    bias = np.zeros(t, dtype) if b is None else np.ascontiguousarray(b)
+    mask = np.ascontiguousarray(mask)
+    y = np.zeros((n, t, ho, wo), dtype=dtype)
+    if method == "gather":  # pads, chunk by chunk, only the images it needs
+        macs = gather_shared(x, weight_matrix(w), bias, mask, kh, kw, (sh, sw), p, y)
+        return y, int(macs)
+    wt = np.ascontiguousarray(w.transpose(0, 2, 3, 1))  # (T, kh, kw, C)
+    if method == "tiled":
+        macs = 0
+        for b0, b1, xp in _padded_groups(x, p):  # a few images at a time, padded in cache
+            mask_g = mask[b0:b1] if per_channel else mask[b0:b1, None]  # (k, T or 1, Ho, Wo)
+            macs += tiled(xp, wt, bias, mask_g, sh, sw, y[b0:b1], numba.get_num_threads())
+    else:
+        xp = pad_nhwc(x, p)  # (N, Hp, Wp, C), contiguous
+        kernel = direct_per_channel if per_channel else direct_shared
+        macs = kernel(xp, wt, bias, mask, sh, sw, dtype.type(0), y)
+    return y, int(macs)
+
+
+def _padded_groups(x, padding):
+    """Yield ``(b0, b1, xp)``: images ``b0:b1`` of ``x`` as a padded channel-last buffer.
+
+    Groups hold about ``GROUP_BYTES`` so the buffer is still in cache when the
+    kernel reads it; the buffer is reused, its zero border written once.
+    """
+    n, c, h, w = x.shape
+    ph, pw = padding
+    per_image = (h + 2 * ph) * (w + 2 * pw) * c * x.itemsize
+    k = max(1, min(n, GROUP_BYTES // per_image))
+    buf = np.zeros((k, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
+    for b0 in range(0, n, k):
+        b1 = min(n, b0 + k)
+        buf[: b1 - b0, ph : ph + h, pw : pw + w] = x[b0:b1].transpose(0, 2, 3, 1)  # NCHW -> NHWC
+        yield b0, b1, buf[: b1 - b0]

@@ -1,0 +1,193 @@
+"""Per-channel masks: tiles of packed rows, inner products eight at a time ("tiled").
+
+The fast path for **per-channel masks** ``(N, T, Ho, Wo)`` (the paper's
+``1x1xCxT`` cheap branch); it also accepts a shared mask, passed as
+``(N, 1, Ho, Wo)``.  A per-channel mask switches single (position, channel)
+cells, so the work is a *sampled* matrix product -- ``y = mask * (rows @ W)``
+evaluated only where the mask is true -- with no dense block to hand to BLAS.
+Alternatives and why they lose:
+
+* gather the union of active positions and run the dense GEMM: with random
+  masks nearly every position has some active channel (``1 - (1 - r)^T``), so
+  nothing is saved (and the MACs executed would not be the active cells');
+* gather rows per channel: copies ``kh*kw*C`` numbers per computed cell, as
+  much memory traffic as the arithmetic of the cell;
+* read each window in place from the padded input (``kh`` runs of ``kw*C``):
+  tried first; each run ends in a horizontal sum of the vector accumulators,
+  which costs too much when ``kw*C`` is short (C = 16, 32).
+
+What this module does, per tile of ``TILE`` consecutive positions ``(n, i, j)``:
+
+1. pack the tile's im2col rows ``(TILE, kh*kw*C)`` into a per-worker buffer
+   that stays in cache (for a shared mask, only the active positions' rows);
+2. for each channel ``t``, list the tile's active positions (a branch-free
+   compaction: random masks would make an ``if`` mispredict half the time);
+3. compute their inner products with filter ``t`` eight at a time (then four,
+   then one): one load of a weight serves eight multiply-accumulates;
+4. write ``y[n, t, i, j] = acc + b[t]`` and count ``kh*kw*C`` MACs per cell.
+
+The loops are compiled with ``reassoc``/``contract`` fast-math flags so LLVM
+vectorises the reductions (sums differ from the direct loop by rounding
+only); accumulators keep the data's dtype (a literal ``0`` would have made
+them float64).  Workers own every ``n_workers``-th tile (``prange``; serial
+with ``NUMBA_NUM_THREADS=1``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+#: Positions per tile, counted over (n, i, j) so a tile may span several small
+#: images: enough that each channel has cells to fill the blocks of eight, few
+#: enough that the tile's input rows stay in L2.
+TILE = 128
+
+_FAST = {"reassoc", "contract", "nsz"}
+
+
+@njit(cache=True, fastmath=_FAST)
+def _cells8(rows, w2, t, bases, idx, g, k_len, zero, out):
+    """Inner products of filter ``t`` with the packed rows at ``bases[idx[g:g+8]]``.
+
+    Slices indexed by the loop counter (not ``rows[base + k]``) keep the
+    indices provably in range, which is what lets LLVM vectorise the loop.
+    """
+    wv = w2[t]
+    x0, x1 = rows[bases[idx[g]] :], rows[bases[idx[g + 1]] :]
+    x2, x3 = rows[bases[idx[g + 2]] :], rows[bases[idx[g + 3]] :]
+    x4, x5 = rows[bases[idx[g + 4]] :], rows[bases[idx[g + 5]] :]
+    x6, x7 = rows[bases[idx[g + 6]] :], rows[bases[idx[g + 7]] :]
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero
+    for k in range(k_len):
+        wk = wv[k]
+        a0 += wk * x0[k]
+        a1 += wk * x1[k]
+        a2 += wk * x2[k]
+        a3 += wk * x3[k]
+        a4 += wk * x4[k]
+        a5 += wk * x5[k]
+        a6 += wk * x6[k]
+        a7 += wk * x7[k]
+    out[0], out[1], out[2], out[3] = a0, a1, a2, a3
+    out[4], out[5], out[6], out[7] = a4, a5, a6, a7
+
+
+@njit(cache=True, fastmath=_FAST)
+def _cells4(rows, w2, t, bases, idx, g, k_len, zero, out):
+    """Inner products of filter ``t`` with the packed rows at ``bases[idx[g:g+4]]``."""
+    wv = w2[t]
+    x0, x1 = rows[bases[idx[g]] :], rows[bases[idx[g + 1]] :]
+    x2, x3 = rows[bases[idx[g + 2]] :], rows[bases[idx[g + 3]] :]
+    a0 = a1 = a2 = a3 = zero
+    for k in range(k_len):
+        wk = wv[k]
+        a0 += wk * x0[k]
+        a1 += wk * x1[k]
+        a2 += wk * x2[k]
+        a3 += wk * x3[k]
+    out[0], out[1], out[2], out[3] = a0, a1, a2, a3
+
+
+@njit(cache=True, fastmath=_FAST)
+def _cell1(rows, w2, t, base, k_len, zero):
+    """Inner product of filter ``t`` with the packed row at ``base``."""
+    wv = w2[t]
+    x0 = rows[base:]
+    acc = zero
+    for k in range(k_len):
+        acc += wv[k] * x0[k]
+    return acc
+
+
+@njit(cache=True, fastmath=_FAST)
+def _tile(x_flat, w2, b, m_flat, y_flat, rows, start, m, geom):
+    """The cells of one tile: ``m`` positions from flat position ``start``.
+
+    ``geom`` = ``(n_out, n_mask, plane, hp, wp, c, wo, kh, span, sh, sw)``.
+    ``rows`` is scratch for the tile's packed im2col rows.  Returns the MACs.
+    """
+    n_out, n_mask, plane, hp, wp, c, wo, kh, span, sh, sw = geom
+    per_channel = n_mask == n_out
+    k_len = kh * span
+    y_off = np.empty(m, dtype=np.int64)  # offset of y[n, 0, i, j] in y_flat
+    m_off = np.empty(m, dtype=np.int64)  # offset of mask[n, 0, i, j] in m_flat
+    bases = np.empty(m, dtype=np.int64)  # offset of each position's row in rows
+    idx = np.empty(m, dtype=np.int64)  # the tile's active positions for one channel
+    out = np.zeros(8, dtype=rows.dtype)
+    zero = out[0]  # 0 typed like the data: float32 sums stay float32
+    for r in range(m):
+        n, ij = (start + r) // plane, (start + r) % plane
+        y_off[r] = n * n_out * plane + ij
+        m_off[r] = n * n_mask * plane + ij
+        bases[r] = r * k_len
+        if per_channel or m_flat[m_off[r]]:  # shared mask: pack active positions only
+            i, j = ij // wo, ij % wo
+            row = rows[r * k_len :]
+            for a in range(kh):
+                src = x_flat[((n * hp + i * sh + a) * wp + j * sw) * c :]  # kw*C contiguous
+                dst = row[a * span :]
+                for e in range(span):
+                    dst[e] = src[e]
+    macs = 0
+    cnt = 0
+    for t in range(n_out):
+        if per_channel or t == 0:
+            # branch-free compaction: with random masks an ``if`` would mispredict often
+            cnt = 0
+            for r in range(m):
+                idx[cnt] = r
+                cnt += np.int64(m_flat[m_off[r] + t * plane])
+        bt = b[t]
+        y_t = y_flat[t * plane :]
+        g = 0
+        while g + 8 <= cnt:
+            _cells8(rows, w2, t, bases, idx, g, k_len, zero, out)
+            for q in range(8):
+                y_t[y_off[idx[g + q]]] = out[q] + bt
+            macs += 8 * k_len
+            g += 8
+        if g + 4 <= cnt:
+            _cells4(rows, w2, t, bases, idx, g, k_len, zero, out)
+            for q in range(4):
+                y_t[y_off[idx[g + q]]] = out[q] + bt
+            macs += 4 * k_len
+            g += 4
+        while g < cnt:
+            r = idx[g]
+            y_t[y_off[r]] = _cell1(rows, w2, t, bases[r], k_len, zero) + bt
+            macs += k_len
+            g += 1
+    return macs
+
+
+@njit(cache=True, parallel=True)
+def tiled(xp, wt, b, mask, sh, sw, y, n_workers):
+    """Active cells of ``y`` from ``xp`` (N, Hp, Wp, C) and ``wt`` (T, kh, kw, C).
+
+    ``mask`` is ``(N, T, Ho, Wo)`` per channel or ``(N, 1, Ho, Wo)`` shared;
+    all arrays C-contiguous.  Writes into ``y`` ``(N, T, Ho, Wo)`` (zeros) and
+    returns the MACs executed.  ``n_workers`` (the Numba thread count) workers
+    each take every ``n_workers``-th tile and own one row buffer.
+    """
+    n_img, n_out, ho, wo = y.shape
+    _, hp, wp, c = xp.shape
+    _, kh, kw, _ = wt.shape
+    span = kw * c  # one kernel row of a window: contiguous in xp and in wt
+    k_len = kh * span
+    plane = ho * wo
+    geom = (n_out, mask.shape[1], plane, hp, wp, c, wo, kh, span, sh, sw)
+    x_flat = xp.reshape(-1)
+    w2 = wt.reshape(n_out, k_len)  # (T, kh*kw*C), the order of a packed row
+    y_flat = y.reshape(-1)
+    m_flat = mask.reshape(-1)
+    n_cells = n_img * plane  # positions (n, i, j), flattened; a tile may span images
+    n_tiles = (n_cells + TILE - 1) // TILE
+    macs = 0
+    for worker in prange(n_workers):
+        rows = np.empty(TILE * k_len, dtype=xp.dtype)  # (TILE * kh*kw*C,) packed rows
+        for tile in range(worker, n_tiles, n_workers):
+            start = tile * TILE
+            macs += _tile(x_flat, w2, b, m_flat, y_flat, rows, start,
+                          min(TILE, n_cells - start), geom)
+    return macs

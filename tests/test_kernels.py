@@ -1,0 +1,184 @@
+"""Tests of lccl_ref.kernels.gated_conv2d: every variant equals dense conv times the mask."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lccl_ref.functional import conv2d_forward
+from lccl_ref.kernels import gated as gated_mod
+from lccl_ref.kernels import gated_conv2d
+from lccl_ref.kernels import gather as gather_mod
+
+TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
+
+
+def _dense_masked(x, w, b, mask, stride, padding):
+    """Independent reference: the dense conv (+ bias), zeroed where the mask is false."""
+    y, _ = conv2d_forward(x, w, b, stride, padding)
+    m = mask[:, None] if mask.ndim == 3 else mask
+    return y * m
+
+
+def _expected_macs(mask, w):
+    t, c, kh, kw = w.shape
+    per_cell = c * kh * kw
+    return int(mask.sum()) * per_cell * (t if mask.ndim == 3 else 1)
+
+
+def _check(x, w, b, mask, stride, padding, dtype):
+    ref = _dense_masked(x, w, b, mask, stride, padding)
+    results = {}
+    methods = ("direct", "tiled", "auto") + (() if mask.ndim == 4 else ("gather",))
+    for method in methods:
+        y, macs = gated_conv2d(x, w, mask, b, stride=stride, padding=padding, method=method)
+        assert y.dtype == dtype and y.shape == ref.shape
+        np.testing.assert_allclose(y, ref, **TOL[dtype])
+        off = ~np.broadcast_to(mask[:, None] if mask.ndim == 3 else mask, y.shape)
+        assert np.all(y[off] == 0)  # exactly zero, bias included
+        assert isinstance(macs, int) and macs == _expected_macs(mask, w)
+        results[method] = y
+    for method in methods[1:]:
+        np.testing.assert_allclose(results[method], results["direct"], **TOL[dtype])
+
+
+@st.composite
+def _cases(draw):
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    n, c, t = draw(st.integers(1, 2)), draw(st.integers(1, 4)), draw(st.integers(1, 6))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    h = draw(st.integers(max(1, kh - 2 * padding[0]), 10))
+    wd = draw(st.integers(max(1, kw - 2 * padding[1]), 10))
+    per_channel = draw(st.booleans())
+    density = draw(st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0]))
+    use_bias = draw(st.booleans())
+    non_contig = draw(st.booleans())
+    seed = draw(st.integers(0, 2**31 - 1))
+    return dtype, n, c, t, kh, kw, stride, padding, h, wd, per_channel, density, use_bias, \
+        non_contig, seed
+
+
+@settings(max_examples=40, deadline=None)
+@given(_cases())
+def test_gated_equals_dense_times_mask(case):
+    dtype, n, c, t, kh, kw, stride, padding, h, wd, per_channel, density, use_bias, \
+        non_contig, seed = case
+    rng = np.random.default_rng(seed)
+    if non_contig:  # channel-last storage viewed as NCHW, then every other column
+        x = rng.standard_normal((n, h, 2 * wd, c)).astype(dtype).transpose(0, 3, 1, 2)[..., ::2]
+        assert wd == 1 or not x.flags.c_contiguous
+    else:
+        x = rng.standard_normal((n, c, h, wd)).astype(dtype)
+    w = rng.standard_normal((t, c, kh, kw)).astype(dtype)
+    b = rng.standard_normal(t).astype(dtype) if use_bias else None
+    ho = (h + 2 * padding[0] - kh) // stride[0] + 1
+    wo = (wd + 2 * padding[1] - kw) // stride[1] + 1
+    shape = (n, t, ho, wo) if per_channel else (n, ho, wo)
+    mask = rng.random(shape) < density
+    _check(x, w, b, mask, stride, padding, dtype)
+
+
+@pytest.mark.parametrize(
+    "per_channel, method",
+    [(False, m) for m in ("direct", "gather", "tiled", "auto")]
+    + [(True, m) for m in ("direct", "tiled", "auto")],
+)
+def test_all_ones_is_dense_all_zeros_is_zero(per_channel, method):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 6, 11, 9)).astype(np.float32)
+    w = rng.standard_normal((5, 6, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    dense, _ = conv2d_forward(x, w, b, 1, 1)
+    shape = dense.shape if per_channel else (2, 11, 9)
+    y, macs = gated_conv2d(x, w, np.ones(shape, bool), b, padding=1, method=method)
+    np.testing.assert_allclose(y, dense, rtol=1e-5, atol=1e-5)
+    assert macs == dense.size * 6 * 9  # the dense count N*Ho*Wo*T*C*k*k
+    y, macs = gated_conv2d(x, w, np.zeros(shape, bool), b, padding=1, method=method)
+    assert macs == 0 and not y.any()
+
+
+def test_larger_than_one_tile_and_one_chunk(monkeypatch):
+    """Many positions: crosses tiles, (forced small) gather chunks and image groups."""
+    monkeypatch.setattr(gather_mod, "CHUNK_ROWS", 7)  # chunks straddle images
+    monkeypatch.setattr(gated_mod, "GROUP_BYTES", 1)  # the tiled path pads one image at a time
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 5, 14, 13))
+    w = rng.standard_normal((9, 5, 3, 3))
+    b = rng.standard_normal(9)
+    for shape in [(3, 9, 14, 13), (3, 14, 13)]:
+        for density in (0.2, 0.7):
+            mask = rng.random(shape) < density
+            _check(x, w, b, mask, 1, 1, np.float64)
+
+
+def test_clustered_mask_float32():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 32, 16, 16)).astype(np.float32)
+    w = (rng.standard_normal((32, 32, 3, 3)) * 0.1).astype(np.float32)
+    yy, xx = np.mgrid[:16, :16]
+    mask = ((yy - 8) ** 2 + (xx - 5) ** 2 < 30)[None]  # one blob
+    _check(x, w, None, mask, 1, 1, np.float32)
+    _check(x, w, None, np.broadcast_to(mask[:, None], (1, 32, 16, 16)), 1, 1, np.float32)
+
+
+def test_explicit_methods_agree_and_gather_refuses_per_channel():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 3, 6, 6))
+    w = rng.standard_normal((4, 3, 3, 3))
+    shared = rng.random((1, 4, 4)) < 0.5
+    per_ch = rng.random((1, 4, 4, 4)) < 0.5
+    for mask, methods in [(shared, ("gather", "tiled", "auto")), (per_ch, ("tiled", "auto"))]:
+        y_ref, m_ref = gated_conv2d(x, w, mask, method="direct")
+        for method in methods:
+            y, m = gated_conv2d(x, w, mask, method=method)
+            np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+            assert m == m_ref
+    with pytest.raises(ValueError, match="shared mask"):
+        gated_conv2d(x, w, per_ch, method="gather")
+    with pytest.raises(ValueError, match="method"):
+        gated_conv2d(x, w, shared, method="fast")
+
+
+def test_auto_picks_gather_for_shared_and_tiled_for_per_channel(monkeypatch):
+    calls = []
+    monkeypatch.setattr(gated_mod, "gather_shared", lambda *a: calls.append("gather") or 0)
+    monkeypatch.setattr(gated_mod, "tiled", lambda *a: calls.append("tiled") or 0)
+    for c, per_channel in [(4, False), (4, True), (64, False), (64, True)]:
+        x = np.zeros((1, c, 6, 6), np.float32)
+        shape = (1, 2, 4, 4) if per_channel else (1, 4, 4)
+        gated_conv2d(x, np.zeros((2, c, 3, 3), np.float32), np.ones(shape, bool))
+    assert calls == ["gather", "tiled", "gather", "tiled"]
+
+
+@pytest.mark.parametrize(
+    "mask, exc, words",
+    [
+        (np.ones((1, 4, 4), dtype=np.int64), TypeError, "mask must have dtype bool, got int64"),
+        (np.ones((1, 4, 4), dtype=np.float32), TypeError, "mask must have dtype bool"),
+        ([[[True] * 4] * 4], TypeError, "mask must be a numpy.ndarray"),
+        (np.ones((1, 5, 5), dtype=bool), ValueError, r"\(1, 4, 4\).*\(1, 4, 4, 4\)"),
+        (np.ones((2, 4, 4), dtype=bool), ValueError, r"got \(2, 4, 4\)"),
+        (np.ones((1, 3, 4, 4), dtype=bool), ValueError, r"got \(1, 3, 4, 4\)"),
+        (np.ones((4, 4), dtype=bool), ValueError, "mask must have shape"),
+    ],
+)
+def test_bad_masks(mask, exc, words):
+    x = np.zeros((1, 3, 6, 6), np.float32)
+    w = np.zeros((4, 3, 3, 3), np.float32)
+    with pytest.raises(exc, match=words):
+        gated_conv2d(x, w, mask)
+
+
+def test_bad_conv_arguments_are_named():
+    x = np.zeros((1, 3, 6, 6), np.float32)
+    mask = np.ones((1, 4, 4), bool)
+    with pytest.raises(TypeError, match="dtype"):
+        gated_conv2d(x, np.zeros((4, 3, 3, 3)), mask)  # float64 w with float32 x
+    with pytest.raises(ValueError, match="channel mismatch"):
+        gated_conv2d(x, np.zeros((4, 2, 3, 3), np.float32), mask)
+    with pytest.raises(TypeError, match="x must have dtype"):
+        gated_conv2d(x.astype(np.int32), np.zeros((4, 3, 3, 3), np.float32), mask)
