@@ -17,7 +17,9 @@ median of ``--repeats`` runs, dense and gated interleaved in one process so
 that load from other processes hits both alike.  Results go to
 ``benchmarks/results/gated.json``.
 
-Usage: ``python benchmarks/bench_gated.py [--repeats 5] [--quick]``
+Usage: ``python benchmarks/bench_gated.py [--repeats 5] [--quick] [--shared-only]``
+(``--shared-only`` reruns the shared-mask rows and keeps the per-channel rows
+already in the output file.)
 """
 
 from __future__ import annotations
@@ -136,10 +138,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="first shape only, 3 densities")
+    ap.add_argument("--shared-only", action="store_true",
+                    help="shared masks only; keep the per-channel rows already in --out")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     shapes = SHAPES[:1] if args.quick else SHAPES
     densities = [1.0, 0.5, 0.1] if args.quick else DENSITIES
+    kinds = [k for k in KINDS if k != "per-channel"] if args.shared_only else KINDS
     rng = np.random.default_rng(0)
     rows, summary = [], []
     print(f"numba threads {numba.get_num_threads()}, torch {torch.__version__ if torch else None}")
@@ -156,7 +161,7 @@ def main():
                 t_torch = float(np.median(
                     [timed(conv, xt, wt, padding=1) for _ in range(args.repeats)]
                 ))
-        for kind in KINDS:
+        for kind in kinds:
             kind_rows = []
             for density in densities:
                 mask = make_mask(kind, rng, n, c, hw, hw, density)
@@ -218,6 +223,10 @@ def main():
         if t_torch:
             t_ours = np.median([r["t_dense"] for r in rows if r["shape"] == name])
             print(f"{name:20s} dense conv2d_forward / torch dense: {t_ours / t_torch:.2f}")
+    if args.shared_only and args.out.exists():  # keep the per-channel rows measured before
+        old = json.loads(args.out.read_text())
+        rows += [q for q in old["rows"] if q["kind"] == "per-channel"]
+        summary += [q for q in old["break_even"] if q["kind"] == "per-channel"]
     print_targets(rows)
     result = dict(
         threads=dict(numba=numba.get_num_threads(), blas=os.environ["OPENBLAS_NUM_THREADS"],

@@ -116,10 +116,11 @@ def gated_conv2d(x, w, mask, b=None, stride=1, padding=0, method="auto"):
     dtype = x.dtype
     bias = np.zeros(t, dtype) if b is None else np.ascontiguousarray(b)
     mask = np.ascontiguousarray(mask)
-    y = np.zeros((n, t, ho, wo), dtype=dtype)
-    if method == "gather":  # pads, chunk by chunk, only the images it needs
+    if method == "gather":  # writes every cell of y, zeros included, once and in order
+        y = np.empty((n, t, ho, wo), dtype=dtype)
         macs = gather_shared(x, weight_matrix(w), bias, mask, kh, kw, (sh, sw), p, y)
         return y, int(macs)
+    y = np.zeros((n, t, ho, wo), dtype=dtype)
     wt = np.ascontiguousarray(w.transpose(0, 2, 3, 1))  # (T, kh, kw, C)
     if method == "tiled":
         macs = 0
