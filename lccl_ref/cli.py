@@ -157,6 +157,21 @@ def cmd_eval(args) -> int:
     return 0
 
 
+# ---- flops / bench -------------------------------------------------------
+def cmd_flops(args) -> int:
+    """Per-layer MAC table of a model (lccl_ref.flops)."""
+    from .flops import flops_main
+
+    return flops_main(args)
+
+
+def cmd_bench(args) -> int:
+    """End-to-end dense vs sparse benchmark (lccl_ref.bench); one thread via threadpoolctl."""
+    from .bench import bench_main
+
+    return bench_main(args)
+
+
 # ---- parser ----------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The ``lccl-ref`` parser. A new subcommand: one block here + one ``cmd_*``."""
@@ -220,7 +235,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_eval)
 
+    from .reproduce import add_reproduce_parser  # defines `reproduce` and its cmd_reproduce
+
+    add_reproduce_parser(sub)
+
     # New subcommands (flops, bench, reproduce) go here: sub.add_parser(...) + cmd_<name>.
+    p = sub.add_parser("flops", help="per-layer multiply-accumulates of a model, dense and LCCL",
+                       description="Print every conv / LCCL (expensive and cheap branch) / "
+                                   "linear layer of MODEL with its input and output shape and "
+                                   "its multiply-accumulates per image, dense and with LCCL at "
+                                   "density R (lccl_ref.flops.mac_table), and the totals.")
+    p.add_argument("--model", choices=MODEL_NAMES, required=True, metavar="MODEL",
+                   help=f"one of {', '.join(MODEL_NAMES)}")
+    p.add_argument("--lccl", choices=LCCL_KINDS, default="none")
+    p.add_argument("--input-size", type=_positive_int, metavar="S",
+                   help="input height = width; default 28 for mnist-resnet, else 32")
+    p.add_argument("--density", type=_non_negative_float, metavar="R",
+                   help="fraction of the expensive convs' output cells computed (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_flops)
+
+    p = sub.add_parser("bench", help="end-to-end inference benchmark: theoretical vs real "
+                                     "speed-up, dense vs sparse",
+                       description="Time an LCCL network's eval forward, plain (dense) vs "
+                                   "sparse, one thread, float32, per layer and whole network, "
+                                   "against the speed-up its MAC counts promise; then "
+                                   "ResNet-18's ImageNet-shaped layers (lccl_ref.bench).")
+    p.add_argument("--model", choices=MODEL_NAMES, default="resnet20", metavar="MODEL")
+    p.add_argument("--kinds", default="kxkxCx1,1x1xCx1,1x1xCxT", metavar="K1,K2",
+                   help="comma-separated cheap kinds (default: all three)")
+    p.add_argument("--batch", metavar="B1,B2", help="batch sizes (default 1,128; quick 1,16)")
+    p.add_argument("--density", type=_non_negative_float, metavar="R",
+                   help="calibrate the masks to this density (default 0.65 for untrained "
+                        "networks; with --checkpoint the trained masks)")
+    p.add_argument("--checkpoint", metavar="CHECKPOINT", help="a last.npz written by train")
+    p.add_argument("--repeats", type=_positive_int, metavar="N")
+    p.add_argument("--no-resnet18", action="store_true", help="skip the ResNet-18 layers")
+    p.add_argument("--quick", action="store_true", help="small batches, 2 repeats")
+    p.add_argument("--out", metavar="FILE", help="also write the results as JSON to FILE")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_bench)
+
     return parser
 
 

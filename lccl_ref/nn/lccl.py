@@ -281,8 +281,10 @@ def cheap_conv2d(u, w, b, stride, padding):
     im2col when C is small (ResNet-20's first stage), which would eat the saving.
     Here the input is read once, in place, by one GEMM per image::
 
-        Z = W'[taps] @ u_pad           (kh*kw*T', C) @ (C, Hp*Wp)
-        y[n, t, i, j] = b[t] + sum_{p, q} Z[n, (p, q, t), i*sh + p, j*sw + q]
+        Z = W'[taps] @ u               (kh*kw*T', C) @ (C, H*W)
+        y[n, t, i, j] = b[t] + sum_{p, q} Z[n, (p, q, t), i*sh + p - ph, j*sw + q - pw]
+
+    where a tap that falls into the zero padding adds nothing (no padded copy).
 
     ``Z`` holds ``kh*kw*T'`` planes: small for the cheap kinds (9 for ``kxkxCx1``,
     T for ``1x1xCxT``, 1 for ``1x1xCx1``).  Added by the benchmark helper (issue 5).
@@ -291,22 +293,33 @@ def cheap_conv2d(u, w, b, stride, padding):
     t, _, kh, kw = w.shape
     (sh, sw), (ph, pw) = stride, padding
     ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
-    up = np.zeros((n, c, h + 2 * ph, wd + 2 * pw), dtype=u.dtype)  # (N, C, Hp, Wp)
-    up[:, :, ph : ph + h, pw : pw + wd] = u
-    if kh == 1 and kw == 1:  # subsample first: a 1x1 tap only reads every stride-th cell
-        up = np.ascontiguousarray(up[:, :, ::sh, ::sw][:, :, :ho, :wo])  # (N, C, Ho, Wo)
-        y = np.matmul(w.reshape(t, c), up.reshape(n, c, ho * wo))  # (N, T', Ho*Wo)
+    if kh == 1 and kw == 1 and ph == 0 and pw == 0:  # subsample first: every stride-th cell
+        us = np.ascontiguousarray(u[:, :, ::sh, ::sw][:, :, :ho, :wo])  # (N, C, Ho, Wo)
+        y = np.matmul(w.reshape(t, c), us.reshape(n, c, ho * wo))  # (N, T', Ho*Wo)
         y += b[:, None]
         return y.reshape(n, t, ho, wo)
-    hp, wp = up.shape[2], up.shape[3]
+    uc = np.ascontiguousarray(u)  # no padded copy: taps that fall into the padding are skipped
     taps = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(kh * kw * t, c)
-    z = np.matmul(taps, up.reshape(n, c, hp * wp)).reshape(n, kh, kw, t, hp, wp)
+    z = np.matmul(taps, uc.reshape(n, c, h * wd)).reshape(n, kh, kw, t, h, wd)
     y = np.empty((n, t, ho, wo), dtype=u.dtype)
     y[...] = b[:, None, None]
     for p in range(kh):
+        i0, i1 = _inside(p, ph, sh, h, ho)
         for q in range(kw):
-            y += z[:, p, q, :, p : p + sh * (ho - 1) + 1 : sh, q : q + sw * (wo - 1) + 1 : sw]
+            j0, j1 = _inside(q, pw, sw, wd, wo)
+            if i0 >= i1 or j0 >= j1:
+                continue
+            r0, c0 = i0 * sh + p - ph, j0 * sw + q - pw  # first input row / column read
+            y[:, :, i0:i1, j0:j1] += z[:, p, q, :, r0 : r0 + sh * (i1 - i0 - 1) + 1 : sh,
+                                       c0 : c0 + sw * (j1 - j0 - 1) + 1 : sw]
     return y
+
+
+def _inside(tap, pad, stride, size, out):
+    """Output indices ``[i0, i1)`` whose input ``i*stride + tap - pad`` lies in ``[0, size)``."""
+    i0 = max(0, -((tap - pad) // stride))  # ceil((pad - tap) / stride)
+    i1 = min(out, (size - 1 + pad - tap) // stride + 1)
+    return i0, i1
 
 
 def set_sparse(model: Module, flag: bool) -> Module:

@@ -1,0 +1,176 @@
+"""The end-to-end benchmark's machinery: calibration, plain network, results (no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lccl_ref import bench, flops
+from lccl_ref.functional import conv2d_naive
+from lccl_ref.models import build_model
+from lccl_ref.nn.lccl import cheap_conv2d
+
+
+def _x(n=2, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, 1, 28, 28)).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["kxkxCx1", "1x1xCxT"])
+@pytest.mark.parametrize("target", [0.2, 0.65])
+def test_calibrate_reaches_the_target_density(kind, target):
+    model = build_model("mnist-resnet", lccl=kind, rng=0)
+    x = _x(3)
+    got = bench.calibrate(model, x, target)
+    assert len(got) == 6
+    for name, m in bench.lccl_modules(model):  # round(target * cells) cells of a channel
+        cells = m.last_mask.shape[0] * m.last_mask.shape[-1] * m.last_mask.shape[-2]
+        assert abs(got[name] - target) <= 0.5 / cells + 1e-9, (name, got[name], cells)
+    assert got == bench.measure_densities(model, x)  # the calibration holds on re-run
+    model.eval()
+    y = model.forward(x)
+    assert np.isfinite(y).all()
+    assert model.eval() is model and not model.training
+
+
+def test_calibrate_per_layer_targets_and_bad_targets():
+    model = build_model("mnist-resnet", lccl="kxkxCx1", rng=0)
+    names = [n for n, _ in bench.lccl_modules(model)]
+    targets = {n: 0.1 + 0.15 * i for i, n in enumerate(names)}
+    got = bench.calibrate(model, _x(2), targets)
+    assert got == pytest.approx(targets, abs=0.5 / 32 + 1e-9)  # >= 2 x 4 x 4 cells a channel
+    with pytest.raises(ValueError, match="must be in"):
+        bench.calibrate(model, _x(2), 1.5)
+    with pytest.raises(ValueError, match="no LCCLConv2d"):
+        bench.calibrate(build_model("mnist-resnet", rng=0), _x(2), 0.5)
+
+
+def test_calibrate_without_bn_stats_changes_only_cheap_biases():
+    model = build_model("mnist-resnet", lccl="1x1xCx1", rng=0)
+    before = model.state_dict()
+    bench.calibrate(model, _x(2), 0.5, bn_stats=False)
+    after = model.state_dict()
+    changed = {k for k in before if not np.array_equal(before[k], after[k])}
+    assert changed and all(k.endswith("cheap_bn.bias") for k in changed)
+
+
+def test_plain_network_runs_expensive_convs_alone_and_restores():
+    model = build_model("mnist-resnet", lccl="kxkxCx1", rng=0).eval()
+    x = _x(2)
+    ref_model = build_model("mnist-resnet", lccl="none", rng=0).eval()
+    state = {k: v for k, v in model.state_dict().items() if "cheap" not in k}
+    ref_model.load_state_dict({k.replace(".conv.weight", ".weight"): v for k, v in state.items()})
+    with bench.plain_network(model):
+        y_plain = model.forward(x)
+    np.testing.assert_allclose(y_plain, ref_model.forward(x), rtol=1e-5, atol=1e-5)
+    assert all("forward" not in m.__dict__ for _, m in bench.lccl_modules(model))
+    assert not np.allclose(model.forward(x), y_plain)  # the LCCL product is back
+
+
+def test_time_interleaved_returns_medians():
+    calls = []
+    t = bench.time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                               repeats=3, warmup=1)
+    assert set(t) == {"a", "b"} and all(v >= 0 for v in t.values())
+    assert calls == ["a", "b"] * 4  # interleaved, warm-up round included
+
+
+@pytest.mark.parametrize("kind", ["kxkxCx1", "1x1xCxT"])
+def test_bench_network_is_well_formed(kind):
+    model = build_model("mnist-resnet", lccl=kind, rng=0)
+    x = _x(2)
+    bench.calibrate(model, x, 0.5)
+    res = bench.bench_network(model, x, repeats=1, torch_ref=False)
+    net = res["network"]
+    rows = flops.counted_vs_table(model, x)
+    executed = sum(r["counted"] + r["cheap_counted"] for r in rows)
+    table = flops.mac_table(model, input_shape=(1, 28, 28))
+    assert net["macs_dense"] == 2 * table["total_dense"]
+    assert net["macs_lccl"] == net["macs_plain_layers"] + executed
+    assert net["theoretical"] == pytest.approx(1 - net["macs_lccl"] / net["macs_dense"])
+    assert net["real"] == pytest.approx(1 - net["t_sparse"] / net["t_plain"])
+    assert min(net["t_plain"], net["t_sparse"], net["t_dense_lccl"]) > 0
+    assert [r["name"] for r in res["layers"]] == [n for n, _ in bench.lccl_modules(model)]
+    for r in res["layers"]:
+        assert r["theoretical"] == pytest.approx(
+            1 - (r["macs_cheap"] + r["macs_expensive"]) / r["macs_dense"])
+        assert r["shared_mask"] == (kind == "kxkxCx1")
+        assert abs(r["density"] - 0.5) < 0.02
+    assert all(m.sparse for _, m in bench.lccl_modules(model))  # flags restored
+
+
+def test_bench_network_needs_lccl():
+    with pytest.raises(ValueError, match="no LCCLConv2d"):
+        bench.bench_network(build_model("mnist-resnet", rng=0), _x(1), repeats=1)
+
+
+def test_bench_resnet18_small_input():
+    res = bench.bench_resnet18(density=0.5, repeats=1, input_size=32)
+    net = res["network"]
+    assert len(res["layers"]) == 7 and len(res["plain_layers"]) == 5
+    assert sum(r["count"] for r in res["layers"]) == 16  # the 16 3x3 convs of the blocks
+    assert net["macs_lccl"] < net["macs_dense"]
+    assert net["theoretical"] == pytest.approx(1 - net["macs_lccl"] / net["macs_dense"])
+    assert res["paper"]["theoretical"] == 0.346
+    pytest.importorskip("torch")
+    assert all(r["t_torch"] > 0 for r in res["layers"]) and "real_vs_torch" in net
+
+
+def test_resnet18_layer_list_gives_the_papers_1_8e9():
+    total = 0
+    for _, c, t, h, k, s, p, count, _ in bench.RESNET18_LAYERS:
+        ho = (h + 2 * p - k) // s + 1
+        total += count * ho * ho * t * c * k * k
+    total += 512 * 1000
+    assert total == 1_814_073_344 and round(total / 1e8) == 18
+
+
+def test_run_benchmark_quick_is_json_serialisable():
+    lines = []
+    res = bench.run_benchmark("mnist-resnet", kinds=("1x1xCx1",), batches=(1, 2), quick=True,
+                              repeats=1, layers=False, resnet18=False, log=lines.append)
+    json.dumps(res)
+    assert [r["batch"] for r in res["summary"]] == [1, 2]
+    assert res["threads"]["threads"] == 1 and res["environment"]["numpy"] == np.__version__
+    assert res["runs"][0]["layers"] == [] and lines
+    assert "1x1xCx1" in bench.format_summary(res)
+
+
+def test_single_thread_reports():
+    info = bench.single_thread()
+    assert info["threads"] == 1
+    if info["threadpoolctl"]:
+        assert all(lib["threads"] == 1 for lib in info["blas"])
+
+
+# ---- the fast cheap-branch conv the eval path uses (tap GEMM + shift-add) -------------------
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 5), t=st.sampled_from([1, 4]),
+       k=st.sampled_from([1, 3]), h=st.integers(3, 9), w=st.integers(3, 9),
+       stride=st.integers(1, 2), pad=st.integers(0, 2), dtype=st.sampled_from(["f4", "f8"]),
+       transposed=st.booleans(), seed=st.integers(0, 2**16))
+def test_cheap_conv2d_equals_naive_conv(n, c, t, k, h, w, stride, pad, dtype, transposed, seed):
+    g = np.random.default_rng(seed)
+    u = g.standard_normal((n, c, w, h) if transposed else (n, c, h, w)).astype(dtype)
+    if transposed:
+        u = u.transpose(0, 1, 3, 2)  # non-contiguous input
+    wt = g.standard_normal((t, c, k, k)).astype(dtype)
+    b = g.standard_normal(t).astype(dtype)
+    got = cheap_conv2d(u, wt, b, (stride, stride), (pad, pad))
+    ref = conv2d_naive(u.astype("f8"), wt.astype("f8"), b.astype("f8"), stride, pad)
+    assert got.dtype == np.dtype(dtype) and got.shape == ref.shape
+    tol = 1e-4 if dtype == "f4" else 1e-11
+    np.testing.assert_allclose(got, ref, rtol=tol, atol=tol)
+
+
+def test_cli_bench_quick_json(capsys):
+    from lccl_ref.cli import main
+
+    assert main(["bench", "--model", "mnist-resnet", "--quick", "--no-resnet18", "--kinds",
+                 "1x1xCx1", "--batch", "2", "--repeats", "1", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["summary"][0]["kind"] == "1x1xCx1" and res["summary"][0]["batch"] == 2
+    assert main(["bench", "--batch", "0", "--quick"]) == 2
