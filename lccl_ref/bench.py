@@ -55,6 +55,7 @@ import numpy as np
 
 from . import __version__
 from . import functional as F
+from ._cliutil import jsonable
 from .flops import mac_table
 from .nn import BatchNorm2d, Conv2d, Linear, Module
 from .nn.lccl import LCCLConv2d
@@ -687,7 +688,7 @@ def run_benchmark(model: str = "resnet20", kinds=("kxkxCx1", "1x1xCx1", "1x1xCxT
         log(f"ResNet-18: {n['macs_dense']:.2e} -> {n['macs_lccl']:.2e} MACs, "
             f"{n['ms_dense']:.1f} -> {n['ms_lccl']:.1f} ms, theoretical "
             f"{100 * n['theoretical']:.1f}% real {100 * n['real']:.1f}%")
-    return _jsonable(out)
+    return jsonable(out)
 
 
 def _checkpoint_images(ck, n):
@@ -767,17 +768,6 @@ def format_summary(result) -> str:
 
 def _fmt(ratio):
     return "n/a" if ratio is None else f"{ratio:.2f}"
-
-
-def _jsonable(obj):
-    """Tuples to lists, numpy scalars to Python numbers (for json.dump)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
 
 
 def bench_main(args) -> int:

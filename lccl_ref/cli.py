@@ -17,6 +17,8 @@ import os
 import sys
 from pathlib import Path
 
+from ._cliutil import non_negative_float, positive_int
+
 # The names the parser offers. They repeat lccl_ref.data.DATASETS,
 # lccl_ref.models.MODEL_NAMES / LCCL_KINDS / PLACEMENTS / SHORTCUTS so that `--help` does not
 # import NumPy-heavy modules; tests/test_cli.py checks that the lists agree.
@@ -39,26 +41,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(f"{self.prog}: error: {message}")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return v
 
 
 def _print_json(obj) -> None:
@@ -198,15 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shortcut", choices=SHORTCUTS,
                    help="where width or resolution changes; default: projection for WRN, "
                         "identity (parameter-free) otherwise")
-    p.add_argument("--subset", type=_positive_int, metavar="N",
+    p.add_argument("--subset", type=positive_int, metavar="N",
                    help="class-balanced subset of N training images")
-    p.add_argument("--test-subset", type=_positive_int, metavar="N",
+    p.add_argument("--test-subset", type=positive_int, metavar="N",
                    help="class-balanced subset of N test images")
-    p.add_argument("--epochs", type=_positive_int, metavar="E")
-    p.add_argument("--batch-size", type=_positive_int, metavar="B")
-    p.add_argument("--lr", type=_non_negative_float, metavar="LR")
-    p.add_argument("--momentum", type=_non_negative_float)
-    p.add_argument("--weight-decay", type=_non_negative_float, metavar="WD")
+    p.add_argument("--epochs", type=positive_int, metavar="E")
+    p.add_argument("--batch-size", type=positive_int, metavar="B")
+    p.add_argument("--lr", type=non_negative_float, metavar="LR")
+    p.add_argument("--momentum", type=non_negative_float)
+    p.add_argument("--weight-decay", type=non_negative_float, metavar="WD")
     p.add_argument("--schedule", choices=SCHEDULES)
     p.add_argument("--seed", type=int, default=0, metavar="S",
                    help="seeds the model's initialisation, the subsets and the shuffling")
@@ -227,9 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", metavar="DIR",
                    help="data root; default: the --data-dir of the training run, else "
                         "$LCCL_DATA, else the cache")
-    p.add_argument("--test-subset", type=_positive_int, metavar="N",
+    p.add_argument("--test-subset", type=positive_int, metavar="N",
                    help="default: the subset the run was evaluated on")
-    p.add_argument("--batch-size", type=_positive_int, default=256, metavar="B")
+    p.add_argument("--batch-size", type=positive_int, default=256, metavar="B")
     p.add_argument("--dense", action="store_true",
                    help="compute the expensive convolutions densely (the reference path)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -248,9 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=MODEL_NAMES, required=True, metavar="MODEL",
                    help=f"one of {', '.join(MODEL_NAMES)}")
     p.add_argument("--lccl", choices=LCCL_KINDS, default="none")
-    p.add_argument("--input-size", type=_positive_int, metavar="S",
+    p.add_argument("--input-size", type=positive_int, metavar="S",
                    help="input height = width; default 28 for mnist-resnet, else 32")
-    p.add_argument("--density", type=_non_negative_float, metavar="R",
+    p.add_argument("--density", type=non_negative_float, metavar="R",
                    help="fraction of the expensive convs' output cells computed (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_flops)
@@ -265,11 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kinds", default="kxkxCx1,1x1xCx1,1x1xCxT", metavar="K1,K2",
                    help="comma-separated cheap kinds (default: all three)")
     p.add_argument("--batch", metavar="B1,B2", help="batch sizes (default 1,128; quick 1,16)")
-    p.add_argument("--density", type=_non_negative_float, metavar="R",
+    p.add_argument("--density", type=non_negative_float, metavar="R",
                    help="calibrate the masks to this density (default 0.65 for untrained "
                         "networks; with --checkpoint the trained masks)")
     p.add_argument("--checkpoint", metavar="CHECKPOINT", help="a last.npz written by train")
-    p.add_argument("--repeats", type=_positive_int, metavar="N")
+    p.add_argument("--repeats", type=positive_int, metavar="N")
     p.add_argument("--no-resnet18", action="store_true", help="skip the ResNet-18 layers")
     p.add_argument("--quick", action="store_true", help="small batches, 2 repeats")
     p.add_argument("--out", metavar="FILE", help="also write the results as JSON to FILE")

@@ -45,6 +45,8 @@ import os
 
 import numpy as np
 
+from ._cliutil import jsonable
+
 # ---------------------------------------------------------------- the paper's figures
 # Restated from the paper (see /work/shared/PAPER.md); printed verbatim in "paper" rows.
 
@@ -483,21 +485,6 @@ def plot_speedup(results: dict, path) -> None:
 
 
 # ---------------------------------------------------------------- writing
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None  # JSON has no NaN / inf
-    return obj
-
 
 def write_report(results: dict, out_dir, mask_examples: dict | None = None) -> dict:
     """Write ``report.md``, ``results.json`` and the figures into ``out_dir``.
@@ -513,7 +500,7 @@ def write_report(results: dict, out_dir, mask_examples: dict | None = None) -> d
     -------
     paths : dict name -> written path
     """
-    results = _jsonable(results)
+    results = jsonable(results)
     text = render_report(results)
     os.makedirs(out_dir, exist_ok=True)
     paths = {name: os.path.join(out_dir, name) for name in ("report.md", "results.json",

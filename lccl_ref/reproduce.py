@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from . import functional as F
+from ._cliutil import positive_int
 
 # The runs the tables need: (run name, cheap kind, placement).
 RUNS = (
@@ -578,15 +579,6 @@ def run_bench_resnet18(density: float, input_size: int, repeats: int, seed: int)
 
 
 # ---------------------------------------------------------------------- command line
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
-
 
 def add_reproduce_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``reproduce`` to an ``argparse`` sub-parser collection; return its parser."""
@@ -610,10 +602,10 @@ def add_reproduce_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"small subsets and 1 epoch (subset {MODES['quick']['subset']}, "
                         f"test {MODES['quick']['test_subset']}); a few minutes")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--epochs", type=_positive_int, metavar="E")
-    p.add_argument("--subset", type=_positive_int, metavar="N",
+    p.add_argument("--epochs", type=positive_int, metavar="E")
+    p.add_argument("--subset", type=positive_int, metavar="N",
                    help="class-balanced subset of N training images")
-    p.add_argument("--test-subset", type=_positive_int, metavar="N")
+    p.add_argument("--test-subset", type=positive_int, metavar="N")
     p.add_argument("--out", default="lccl_reproduce", metavar="DIR",
                    help="output folder (default ./lccl_reproduce)")
     p.add_argument("--seed", type=int, default=0, metavar="S")
