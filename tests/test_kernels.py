@@ -182,3 +182,74 @@ def test_bad_conv_arguments_are_named():
         gated_conv2d(x, np.zeros((4, 2, 3, 3), np.float32), mask)
     with pytest.raises(TypeError, match="x must have dtype"):
         gated_conv2d(x.astype(np.int32), np.zeros((4, 3, 3, 3), np.float32), mask)
+
+
+@settings(max_examples=30, deadline=None)
+@given(_cases())
+def test_scale_is_fused_product(case):
+    """``scale=s`` gives ``conv * mask * s`` (s per position or per cell), same MACs as without."""
+    dtype, n, c, t, kh, kw, stride, padding, h, wd, per_channel, density, use_bias, \
+        non_contig, seed = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, wd)).astype(dtype)
+    w = rng.standard_normal((t, c, kh, kw)).astype(dtype)
+    b = rng.standard_normal(t).astype(dtype) if use_bias else None
+    ho = (h + 2 * padding[0] - kh) // stride[0] + 1
+    wo = (wd + 2 * padding[1] - kw) // stride[1] + 1
+    shape = (n, t, ho, wo) if per_channel else (n, ho, wo)
+    mask = rng.random(shape) < density
+    s = rng.uniform(-2.0, 2.0, shape).astype(dtype)
+    if non_contig:  # a strided view, as LCCLConv2d passes v_cheap[:, 0]
+        s = np.stack([s, -s], axis=1)[:, 0]
+    dense, _ = conv2d_forward(x, w, b, stride, padding)
+    ref = dense * (mask * s)[:, None] if mask.ndim == 3 else dense * mask * s
+    methods = ("direct", "tiled", "auto") + (() if per_channel else ("gather",))
+    for method in methods:
+        y, macs = gated_conv2d(x, w, mask, b, stride, padding, method, scale=s)
+        assert y.dtype == dtype and y.shape == ref.shape
+        np.testing.assert_allclose(y, ref, **TOL[dtype])
+        off = ~np.broadcast_to(mask[:, None] if mask.ndim == 3 else mask, y.shape)
+        assert np.all(y[off] == 0)
+        assert macs == _expected_macs(mask, w)  # the products by s are not conv MACs
+
+
+def test_scale_through_gather_pieces_and_scatter(monkeypatch):
+    """Scale on forced small gather pieces (bands, image groups) and on the scatter path."""
+    monkeypatch.setattr(gather_mod, "CHUNK_ROWS", 7)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 4, 12, 11))
+    w = rng.standard_normal((5, 4, 3, 3))
+    dense, _ = conv2d_forward(x, w, None, 1, 1)
+    for density in (0.05, 0.5, 0.95):  # 0.05: below SCATTER_BELOW, zero-and-scatter
+        mask = rng.random((3, 12, 11)) < density
+        s = rng.standard_normal((3, 12, 11))
+        y, _ = gated_conv2d(x, w, mask, method="gather", padding=1, scale=s)
+        np.testing.assert_allclose(y, dense * (mask * s)[:, None], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize(
+    "scale, exc, words",
+    [
+        ("list", TypeError, "scale must be a numpy.ndarray or None, got list"),
+        ("float64", TypeError, r"scale must have the dtype of x \(float32\), got float64"),
+        ("int", TypeError, "scale must have the dtype of x"),
+        ("other_kind", ValueError, "scale must have the shape of the"),
+        ("bad_shape", ValueError, r"got \(1, 4, 5\)"),
+    ],
+)
+def test_bad_scale(per_channel, scale, exc, words):
+    x = np.zeros((1, 3, 6, 6), np.float32)
+    w = np.zeros((4, 3, 3, 3), np.float32)
+    shape, other = ((1, 4, 4, 4), (1, 4, 4)) if per_channel else ((1, 4, 4), (1, 4, 4, 4))
+    mask = np.ones(shape, bool)
+    bad = {
+        "list": np.ones(shape).tolist(),
+        "float64": np.ones(shape),
+        "int": np.ones(shape, np.int32),
+        "other_kind": np.ones(other, np.float32),
+        "bad_shape": np.ones((1, 4, 5), np.float32),
+    }[scale]
+    for method in ("direct", "tiled", "auto"):
+        with pytest.raises(exc, match=words):
+            gated_conv2d(x, w, mask, method=method, scale=bad)

@@ -7,6 +7,7 @@ tested against::
 
     for every output cell (n, t, i, j) with mask true:
         y[n, t, i, j] = b[t] + sum_{p, q, c} w[t, p, q, c] * xpad[n, i*sh + p, j*sw + q, c]
+        y[n, t, i, j] *= scale[cell]        (optional fused factor, e.g. the LCCL V')
         macs += kh * kw * C
 
 Inputs are already in the layouts the loops want (the public wrapper
@@ -35,11 +36,12 @@ def _dot_cell(xp, wt, n, t, r0, s0, zero):
 
 
 @njit(cache=True)
-def direct_shared(xp, wt, b, mask, sh, sw, zero, y):
+def direct_shared(xp, wt, b, mask, scale, scaled, sh, sw, zero, y):
     """Shared mask ``(N, Ho, Wo)``: every channel of an active position.
 
     Writes into ``y`` ``(N, T, Ho, Wo)``, which must hold zeros, and returns
-    the MACs executed.
+    the MACs executed.  When ``scaled``, each written value is multiplied by
+    ``scale[n, i, j]`` (``scale`` shaped like ``mask``; else ignored).
     """
     n_img, n_out, ho, wo = y.shape
     _, kh, kw, c = wt.shape
@@ -49,18 +51,20 @@ def direct_shared(xp, wt, b, mask, sh, sw, zero, y):
             for j in range(wo):
                 if not mask[n, i, j]:
                     continue
+                s = scale[n, i, j] if scaled else zero + 1
                 for t in range(n_out):
-                    y[n, t, i, j] = _dot_cell(xp, wt, n, t, i * sh, j * sw, zero) + b[t]
+                    y[n, t, i, j] = (_dot_cell(xp, wt, n, t, i * sh, j * sw, zero) + b[t]) * s
                     macs += kh * kw * c
     return macs
 
 
 @njit(cache=True)
-def direct_per_channel(xp, wt, b, mask, sh, sw, zero, y):
+def direct_per_channel(xp, wt, b, mask, scale, scaled, sh, sw, zero, y):
     """Per-channel mask ``(N, T, Ho, Wo)``: only the active (channel, position) cells.
 
     Writes into ``y`` ``(N, T, Ho, Wo)``, which must hold zeros, and returns
-    the MACs executed.
+    the MACs executed.  When ``scaled``, each written value is multiplied by
+    ``scale[n, t, i, j]`` (``scale`` shaped like ``mask``; else ignored).
     """
     n_img, n_out, ho, wo = y.shape
     _, kh, kw, c = wt.shape
@@ -71,6 +75,7 @@ def direct_per_channel(xp, wt, b, mask, sh, sw, zero, y):
                 for j in range(wo):
                     if not mask[n, t, i, j]:
                         continue
-                    y[n, t, i, j] = _dot_cell(xp, wt, n, t, i * sh, j * sw, zero) + b[t]
+                    v = _dot_cell(xp, wt, n, t, i * sh, j * sw, zero) + b[t]
+                    y[n, t, i, j] = v * scale[n, t, i, j] if scaled else v
                     macs += kh * kw * c
     return macs

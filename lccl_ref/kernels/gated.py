@@ -28,6 +28,17 @@ Variants (``method=``)
     inner products are short; 1.0-1.4 at C = 64).  Under heavy load from
     other processes the tiled loop sometimes won at C = 64.
 
+Fused product (``scale=``)
+--------------------------
+An LCCL layer outputs ``O = V * V'``.  Passing ``scale=V'`` (``(N, Ho, Wo)``
+with a shared mask, ``V'`` of the one cheap channel; ``(N, T, Ho, Wo)`` with a
+per-channel mask) multiplies each computed value by its factor in the step
+that writes it into ``y`` (``expand_rows`` / ``scatter_rows`` for
+``"gather"``, the cell write of ``"direct"`` and ``"tiled"``), so there is no
+further pass over ``N*T*Ho*Wo``.  These multiplies are the product of the two
+branches, not convolution MACs, and are not counted (as in the paper's cost
+model, which counts the convolutions only).
+
 MACs
 ----
 Every variant counts the multiply-accumulates it executes as it runs (loop
@@ -74,7 +85,20 @@ def _check_mask(mask, n, t, ho, wo) -> bool:
     )
 
 
-def gated_conv2d(x, w, mask, b=None, stride=1, padding=0, method="auto"):
+def _check_scale(scale, mask, dtype):
+    """Validate ``scale``: an ndarray of the input's dtype with the shape of ``mask``."""
+    if not isinstance(scale, np.ndarray):
+        raise TypeError(f"scale must be a numpy.ndarray or None, got {type(scale).__name__}")
+    if scale.dtype != dtype:
+        raise TypeError(f"scale must have the dtype of x ({dtype}), got {scale.dtype}")
+    if scale.shape != mask.shape:
+        kind = "per-channel (N, T, Ho, Wo)" if mask.ndim == 4 else "shared (N, Ho, Wo)"
+        raise ValueError(
+            f"scale must have the shape of the {kind} mask, {mask.shape}, got {scale.shape}"
+        )
+
+
+def gated_conv2d(x, w, mask, b=None, stride=1, padding=0, method="auto", *, scale=None):
     """2-D convolution evaluated only at the output cells where ``mask`` is true.
 
     Parameters
@@ -87,14 +111,21 @@ def gated_conv2d(x, w, mask, b=None, stride=1, padding=0, method="auto"):
     method : {"auto", "direct", "gather", "tiled"}
         See the module header; all give the same ``y`` (to rounding) and
         ``macs``.  ``"gather"`` needs a shared mask.
+    scale : ndarray or None, keyword only
+        Dtype of ``x``, shape of ``mask``: ``(N, Ho, Wo)`` (one factor per
+        position, for all T channels) or ``(N, T, Ho, Wo)``.  When given, each
+        computed value is multiplied by its factor as it is written (the LCCL
+        product ``O = V * V'``, fused; see the module header).
 
     Returns
     -------
     y : ndarray, (N, T, Ho, Wo), dtype of ``x``
-        The dense convolution (plus bias) where ``mask`` is true, exactly 0
-        elsewhere.  ``Ho = (H + 2*ph - kh) // sh + 1``, likewise ``Wo``.
+        The dense convolution (plus bias), times ``scale`` if given, where
+        ``mask`` is true; exactly 0 elsewhere.
+        ``Ho = (H + 2*ph - kh) // sh + 1``, likewise ``Wo``.
     macs : int
-        Multiply-accumulates executed, counted by the kernel as it runs.
+        Multiply-accumulates of the convolution executed, counted by the
+        kernel as it runs (the multiplies by ``scale`` are not counted).
 
     Notes
     -----
@@ -114,23 +145,34 @@ def gated_conv2d(x, w, mask, b=None, stride=1, padding=0, method="auto"):
         raise ValueError("method='gather' needs a shared mask (N, Ho, Wo), got a per-channel mask")
 
     dtype = x.dtype
+    scaled = scale is not None
+    if scaled:
+        _check_scale(scale, mask, dtype)
+        scale = np.ascontiguousarray(scale)
     bias = np.zeros(t, dtype) if b is None else np.ascontiguousarray(b)
     mask = np.ascontiguousarray(mask)
     if method == "gather":  # writes every cell of y, zeros included, once and in order
         y = np.empty((n, t, ho, wo), dtype=dtype)
-        macs = gather_shared(x, weight_matrix(w), bias, mask, kh, kw, (sh, sw), p, y)
+        macs = gather_shared(x, weight_matrix(w), bias, mask, kh, kw, (sh, sw), p, y, scale)
         return y, int(macs)
+    if not scaled:  # a placeholder typed like a real scale; the kernels never read it
+        scale = np.ones((1,) * mask.ndim, dtype=dtype)
     y = np.zeros((n, t, ho, wo), dtype=dtype)
     wt = np.ascontiguousarray(w.transpose(0, 2, 3, 1))  # (T, kh, kw, C)
     if method == "tiled":
         macs = 0
         for b0, b1, xp in _padded_groups(x, p):  # a few images at a time, padded in cache
             mask_g = mask[b0:b1] if per_channel else mask[b0:b1, None]  # (k, T or 1, Ho, Wo)
-            macs += tiled(xp, wt, bias, mask_g, sh, sw, y[b0:b1], numba.get_num_threads())
+            if scaled:
+                scale_g = scale[b0:b1] if per_channel else scale[b0:b1, None]  # like mask_g
+            else:
+                scale_g = scale if per_channel else scale[:, None]
+            macs += tiled(xp, wt, bias, mask_g, scale_g, scaled, sh, sw, y[b0:b1],
+                          numba.get_num_threads())
     else:
         xp = pad_nhwc(x, p)  # (N, Hp, Wp, C), contiguous
         kernel = direct_per_channel if per_channel else direct_shared
-        macs = kernel(xp, wt, bias, mask, sh, sw, dtype.type(0), y)
+        macs = kernel(xp, wt, bias, mask, scale, scaled, sh, sw, dtype.type(0), y)
     return y, int(macs)
 
 

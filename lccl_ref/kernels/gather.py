@@ -5,7 +5,7 @@ the work at the active positions is still a dense matrix product::
 
     rows  = im2col rows of the active positions only  (m, kh*kw*C)  channel-last
     out   = rows @ weight_matrix(w)                   (m, T)         one BLAS GEMM
-    y[n, :, i, j] = out[p] + b                        0 at inactive cells
+    y[n, :, i, j] = (out[p] + b) * scale[n, i, j]     0 at inactive cells
 
 The GEMM runs at the dense convolution's speed per MAC, so its time falls in
 proportion to the density ``r``.  Everything else is overhead that the dense
@@ -21,8 +21,9 @@ piece:
    copies the active positions' rows out of it: ``kh`` contiguous runs of
    ``kw*C`` numbers each;
 2. one GEMM on those rows;
-3. :func:`expand_rows` (Numba) writes ``out + b`` or 0 for every cell of the
-   piece into a channel-last block, branch-free (a random mask makes an
+3. :func:`expand_rows` (Numba) writes ``out + b`` (times the optional
+   per-position ``scale``, the LCCL factor ``V'`` fused into this write) or 0
+   for every cell of the piece into a channel-last block, branch-free (a random mask makes an
    ``if`` mispredict), and one NumPy transposed copy writes the block into
    ``y`` -- whole images or whole rows, every cell of ``y`` written once, so
    ``y`` needs no ``np.zeros`` first.  Pieces with fewer than
@@ -158,32 +159,39 @@ def fill_rows(xp, n0, mask, g0, g1, kh, kw, sh, sw, rows):
 
 
 @njit(cache=True)
-def expand_rows(out, b, mask, g0, g1, dense):
-    """``dense[q] = out[p] + b`` at active cells, 0 elsewhere, cells of rows ``g0:g1`` in order.
+def expand_rows(out, b, mask, scale, scaled, g0, g1, dense):
+    """``dense[q] = (out[p] + b) * s`` at active cells, 0 elsewhere, cells of rows ``g0:g1``.
 
     ``out`` : (m + 1, T), the GEMM result plus one spare row, read (and
     discarded) at inactive cells so that the loop has no branch.
-    ``dense`` : (>= (g1 - g0) * Wo, T) channel-last block of the piece.
+    ``s`` is ``scale[n, i, j]`` (shaped like ``mask``) when ``scaled``, else 1.
+    ``dense`` : (>= (g1 - g0) * Wo, T) channel-last block of the piece, cells in order.
     """
     _, ho, wo = mask.shape
     n_out = out.shape[1]
     zero = dense.dtype.type(0)
+    one = dense.dtype.type(1)
     q = p = 0
     for g in range(g0, g1):
-        mrow = mask[g // ho, g % ho]
+        n, i = g // ho, g % ho
+        mrow = mask[n, i]
+        srow = scale[n, i] if scaled else scale[0, 0]
         for j in range(wo):
             on = mrow[j]
+            s = srow[j] if scaled else one
             src = out[p]  # out has a spare row: p may equal m here
             dst = dense[q]
             for t in range(n_out):
-                dst[t] = src[t] + b[t] if on else zero
+                dst[t] = (src[t] + b[t]) * s if on else zero
             p += on
             q += 1
 
 
 @njit(cache=True)
-def scatter_rows(out, b, mask, g0, g1, y):
-    """For sparse pieces: zero ``y`` on output rows ``g0:g1``, then ``y[n, :, i, j] = out[p] + b``.
+def scatter_rows(out, b, mask, scale, scaled, g0, g1, y):
+    """For sparse pieces: zero ``y`` on rows ``g0:g1``, then ``y[n, :, i, j] = (out[p] + b) * s``.
+
+    ``s`` is ``scale[n, i, j]`` when ``scaled``, else 1.
 
     The zeroing runs along contiguous bands of each ``y[n, t]`` plane; the
     values go 64 positions at a time, channel by channel, so the block of
@@ -199,12 +207,15 @@ def scatter_rows(out, b, mask, g0, g1, y):
                 band[e] = zero
     m = out.shape[0] - 1
     cell = np.empty(m, dtype=np.int64)  # (n, i, j) of each active position, as n*Ho*Wo + i*Wo + j
+    sc = np.ones(m, dtype=y.dtype)  # the scale of each active position
     p = 0
     for g in range(g0, g1):
         n, i = g // ho, g % ho
         for j in range(wo):
             if mask[n, i, j]:
                 cell[p] = (n * n_out * ho + i) * wo + j
+                if scaled:
+                    sc[p] = scale[n, i, j]
                 p += 1
     y_flat = y.reshape(-1)
     plane = ho * wo
@@ -214,15 +225,17 @@ def scatter_rows(out, b, mask, g0, g1, y):
             bt = b[t]
             y_t = y_flat[t * plane :]
             for r in range(r0, r1):
-                y_t[cell[r]] = out[r, t] + bt
+                y_t[cell[r]] = (out[r, t] + bt) * sc[r]
 
 
-def gather_shared(x, wm, b, mask, kh, kw, stride, padding, y):
+def gather_shared(x, wm, b, mask, kh, kw, stride, padding, y, scale=None):
     """Shared mask ``(N, Ho, Wo)``: gather active rows, one GEMM per piece, write ``y``.
 
     ``x`` is the (N, C, H, W) input, ``wm`` is
     :func:`lccl_ref.functional.conv.weight_matrix` of ``w``, ``(kh*kw*C, T)``,
-    ``b`` the (T,) bias (zeros for none), ``mask`` C-contiguous.  Writes
+    ``b`` the (T,) bias (zeros for none), ``mask`` C-contiguous, ``scale``
+    None or a C-contiguous ``(N, Ho, Wo)`` factor multiplied into every
+    written value of its position (in :func:`expand_rows` / :func:`scatter_rows`).  Writes
     every cell of ``y`` (which may be uninitialised) and returns the MACs
     executed, summed from the sizes of the GEMMs actually run.
     """
@@ -240,6 +253,9 @@ def gather_shared(x, wm, b, mask, kh, kw, stride, padding, y):
     hp, wp = h + 2 * ph, w + 2 * pw
     max_k = int(max(-(-(g1 - g0) // ho) for g0, g1 in zip(cuts[:-1], cuts[1:]))) if len(cnt) else 0
     xp = np.zeros((max_k, hp, wp, c), dtype=x.dtype)  # padded images; the border stays 0
+    scaled = scale is not None
+    if not scaled:  # typed like a real scale, never read
+        scale = np.ones((1, 1, 1), dtype=x.dtype)
     macs = 0
     for g0, g1 in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
         n0, i0 = divmod(g0, ho)
@@ -256,9 +272,9 @@ def gather_shared(x, wm, b, mask, kh, kw, stride, padding, y):
             np.matmul(rows[:m], wm, out=out[:m])
             macs += m * k_len * n_out
         if m < SCATTER_BELOW * (g1 - g0) * wo:
-            scatter_rows(out[: m + 1], b, mask, g0, g1, y)
+            scatter_rows(out[: m + 1], b, mask, scale, scaled, g0, g1, y)
             continue
-        expand_rows(out, b, mask, g0, g1, dense)
+        expand_rows(out, b, mask, scale, scaled, g0, g1, dense)
         if g1 - g0 >= ho:  # whole images n0 .. n1-1
             k = (g1 - g0) // ho
             y[n0 : n0 + k] = dense[: k * ho * wo].reshape(k, ho, wo, n_out).transpose(0, 3, 1, 2)

@@ -24,7 +24,9 @@ What this module does, per tile of ``TILE`` consecutive positions ``(n, i, j)``:
    compaction: random masks would make an ``if`` mispredict half the time);
 3. compute their inner products with filter ``t`` eight at a time (then four,
    then one): one load of a weight serves eight multiply-accumulates;
-4. write ``y[n, t, i, j] = acc + b[t]`` and count ``kh*kw*C`` MACs per cell.
+4. write ``y[n, t, i, j] = (acc + b[t]) * s`` and count ``kh*kw*C`` MACs per
+   cell, where ``s`` is the optional fused factor ``scale`` at the cell (the
+   LCCL product ``O = V * V'``) or 1 without one.
 
 The loops are compiled with ``reassoc``/``contract`` fast-math flags so LLVM
 vectorises the reductions (sums differ from the direct loop by rounding
@@ -101,11 +103,13 @@ def _cell1(rows, w2, t, base, k_len, zero):
 
 
 @njit(cache=True, fastmath=_FAST)
-def _tile(x_flat, w2, b, m_flat, y_flat, rows, start, m, geom):
+def _tile(x_flat, w2, b, m_flat, s_flat, scaled, y_flat, rows, start, m, geom):
     """The cells of one tile: ``m`` positions from flat position ``start``.
 
     ``geom`` = ``(n_out, n_mask, plane, hp, wp, c, wo, kh, span, sh, sw)``.
-    ``rows`` is scratch for the tile's packed im2col rows.  Returns the MACs.
+    ``rows`` is scratch for the tile's packed im2col rows.  ``s_flat`` is the
+    flattened scale (laid out like ``m_flat``), used when ``scaled``.
+    Returns the MACs.
     """
     n_out, n_mask, plane, hp, wp, c, wo, kh, span, sh, sw = geom
     per_channel = n_mask == n_out
@@ -116,6 +120,7 @@ def _tile(x_flat, w2, b, m_flat, y_flat, rows, start, m, geom):
     idx = np.empty(m, dtype=np.int64)  # the tile's active positions for one channel
     out = np.zeros(8, dtype=rows.dtype)
     zero = out[0]  # 0 typed like the data: float32 sums stay float32
+    sc = np.ones(m, dtype=rows.dtype)  # scale of the active positions idx[:cnt] (1 if none)
     for r in range(m):
         n, ij = (start + r) // plane, (start + r) % plane
         y_off[r] = n * n_out * plane + ij
@@ -136,39 +141,44 @@ def _tile(x_flat, w2, b, m_flat, y_flat, rows, start, m, geom):
             # branch-free compaction: with random masks an ``if`` would mispredict often
             cnt = 0
             for r in range(m):
+                o = m_off[r] + t * plane
                 idx[cnt] = r
-                cnt += np.int64(m_flat[m_off[r] + t * plane])
+                if scaled:  # loop-invariant, predicted; sc[cnt] follows idx[cnt]
+                    sc[cnt] = s_flat[o]
+                cnt += np.int64(m_flat[o])
         bt = b[t]
         y_t = y_flat[t * plane :]
         g = 0
         while g + 8 <= cnt:
             _cells8(rows, w2, t, bases, idx, g, k_len, zero, out)
             for q in range(8):
-                y_t[y_off[idx[g + q]]] = out[q] + bt
+                y_t[y_off[idx[g + q]]] = (out[q] + bt) * sc[g + q]
             macs += 8 * k_len
             g += 8
         if g + 4 <= cnt:
             _cells4(rows, w2, t, bases, idx, g, k_len, zero, out)
             for q in range(4):
-                y_t[y_off[idx[g + q]]] = out[q] + bt
+                y_t[y_off[idx[g + q]]] = (out[q] + bt) * sc[g + q]
             macs += 4 * k_len
             g += 4
         while g < cnt:
             r = idx[g]
-            y_t[y_off[r]] = _cell1(rows, w2, t, bases[r], k_len, zero) + bt
+            y_t[y_off[r]] = (_cell1(rows, w2, t, bases[r], k_len, zero) + bt) * sc[g]
             macs += k_len
             g += 1
     return macs
 
 
 @njit(cache=True, parallel=True)
-def tiled(xp, wt, b, mask, sh, sw, y, n_workers):
+def tiled(xp, wt, b, mask, scale, scaled, sh, sw, y, n_workers):
     """Active cells of ``y`` from ``xp`` (N, Hp, Wp, C) and ``wt`` (T, kh, kw, C).
 
     ``mask`` is ``(N, T, Ho, Wo)`` per channel or ``(N, 1, Ho, Wo)`` shared;
-    all arrays C-contiguous.  Writes into ``y`` ``(N, T, Ho, Wo)`` (zeros) and
-    returns the MACs executed.  ``n_workers`` (the Numba thread count) workers
-    each take every ``n_workers``-th tile and own one row buffer.
+    when ``scaled``, ``scale`` has the shape of ``mask`` and multiplies each
+    written value (else it is ignored); all arrays C-contiguous.  Writes into
+    ``y`` ``(N, T, Ho, Wo)`` (zeros) and returns the MACs executed.
+    ``n_workers`` (the Numba thread count) workers each take every
+    ``n_workers``-th tile and own one row buffer.
     """
     n_img, n_out, ho, wo = y.shape
     _, hp, wp, c = xp.shape
@@ -181,6 +191,7 @@ def tiled(xp, wt, b, mask, sh, sw, y, n_workers):
     w2 = wt.reshape(n_out, k_len)  # (T, kh*kw*C), the order of a packed row
     y_flat = y.reshape(-1)
     m_flat = mask.reshape(-1)
+    s_flat = scale.reshape(-1)
     n_cells = n_img * plane  # positions (n, i, j), flattened; a tile may span images
     n_tiles = (n_cells + TILE - 1) // TILE
     macs = 0
@@ -188,6 +199,6 @@ def tiled(xp, wt, b, mask, sh, sw, y, n_workers):
         rows = np.empty(TILE * k_len, dtype=xp.dtype)  # (TILE * kh*kw*C,) packed rows
         for tile in range(worker, n_tiles, n_workers):
             start = tile * TILE
-            macs += _tile(x_flat, w2, b, m_flat, y_flat, rows, start,
+            macs += _tile(x_flat, w2, b, m_flat, s_flat, scaled, y_flat, rows, start,
                           min(TILE, n_cells - start), geom)
     return macs

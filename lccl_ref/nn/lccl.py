@@ -198,11 +198,13 @@ class LCCLConv2d(Module):
         mask = v_cheap[:, 0] > 0 if self.shared_mask else v_cheap > 0  # (N,Ho,Wo) | (N,T,Ho,Wo)
         active_cells = int(np.count_nonzero(mask)) * (t if self.shared_mask else 1)
         macs_dense = n * ho * wo * t * c * kh * kw
-        if self.sparse:
-            v, macs_expensive = gated_conv2d(x, conv.weight.data, mask, None, conv.stride,
-                                             conv.padding)
-        else:
+        if self.sparse:  # O = V * V' fused into the gated kernel's output write
+            scale = v_cheap[:, 0] if self.shared_mask else v_cheap
+            out, macs_expensive = gated_conv2d(x, conv.weight.data, mask, None, conv.stride,
+                                               conv.padding, scale=scale)
+        else:  # the reference: dense conv, then the product
             v, _ = F.conv2d_forward(x, conv.weight.data, None, conv.stride, conv.padding)
+            out = v * v_cheap
             macs_expensive = macs_dense
         conv.last_input_shape = x.shape
         _, c_cheap, kh_c, kw_c = self.cheap_conv.weight.data.shape
@@ -215,7 +217,7 @@ class LCCLConv2d(Module):
             macs_dense=macs_dense,
         )
         self._cache = None
-        return v * v_cheap  # (N, T, Ho, Wo)
+        return out  # (N, T, Ho, Wo)
 
     # ---- backward --------------------------------------------------------
     def backward(self, dy):
