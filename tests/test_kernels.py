@@ -62,13 +62,12 @@ def _cases(draw):
         non_contig, seed
 
 
-@settings(max_examples=40, deadline=None)
-@given(_cases())
-def test_gated_equals_dense_times_mask(case):
+def _arrays(case, non_contig_x):
+    """Random ``(rng, x, w, b, mask)`` for a case drawn by :func:`_cases`."""
     dtype, n, c, t, kh, kw, stride, padding, h, wd, per_channel, density, use_bias, \
-        non_contig, seed = case
+        _, seed = case
     rng = np.random.default_rng(seed)
-    if non_contig:  # channel-last storage viewed as NCHW, then every other column
+    if non_contig_x:  # channel-last storage viewed as NCHW, then every other column
         x = rng.standard_normal((n, h, 2 * wd, c)).astype(dtype).transpose(0, 3, 1, 2)[..., ::2]
         assert wd == 1 or not x.flags.c_contiguous
     else:
@@ -78,7 +77,14 @@ def test_gated_equals_dense_times_mask(case):
     ho = (h + 2 * padding[0] - kh) // stride[0] + 1
     wo = (wd + 2 * padding[1] - kw) // stride[1] + 1
     shape = (n, t, ho, wo) if per_channel else (n, ho, wo)
-    mask = rng.random(shape) < density
+    return rng, x, w, b, rng.random(shape) < density
+
+
+@settings(max_examples=40, deadline=None)
+@given(_cases())
+def test_gated_equals_dense_times_mask(case):
+    dtype, stride, padding, non_contig = case[0], case[6], case[7], case[13]
+    _, x, w, b, mask = _arrays(case, non_contig_x=non_contig)
     _check(x, w, b, mask, stride, padding, dtype)
 
 
@@ -188,17 +194,9 @@ def test_bad_conv_arguments_are_named():
 @given(_cases())
 def test_scale_is_fused_product(case):
     """``scale=s`` gives ``conv * mask * s`` (s per position or per cell), same MACs as without."""
-    dtype, n, c, t, kh, kw, stride, padding, h, wd, per_channel, density, use_bias, \
-        non_contig, seed = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, c, h, wd)).astype(dtype)
-    w = rng.standard_normal((t, c, kh, kw)).astype(dtype)
-    b = rng.standard_normal(t).astype(dtype) if use_bias else None
-    ho = (h + 2 * padding[0] - kh) // stride[0] + 1
-    wo = (wd + 2 * padding[1] - kw) // stride[1] + 1
-    shape = (n, t, ho, wo) if per_channel else (n, ho, wo)
-    mask = rng.random(shape) < density
-    s = rng.uniform(-2.0, 2.0, shape).astype(dtype)
+    dtype, stride, padding, per_channel, non_contig = case[0], case[6], case[7], case[10], case[13]
+    rng, x, w, b, mask = _arrays(case, non_contig_x=False)
+    s = rng.uniform(-2.0, 2.0, mask.shape).astype(dtype)
     if non_contig:  # a strided view, as LCCLConv2d passes v_cheap[:, 0]
         s = np.stack([s, -s], axis=1)[:, 0]
     dense, _ = conv2d_forward(x, w, b, stride, padding)
