@@ -110,15 +110,28 @@ def lccl_modules(model: Module) -> list[tuple[str, LCCLConv2d]]:
 
 
 def _threshold(values: np.ndarray, density: float) -> float:
-    """A threshold with ``round(density * n)`` of ``values`` strictly above it (ties aside)."""
+    """A threshold with about ``round(density * n)`` of ``values`` strictly above it.
+
+    The threshold lies halfway between two distinct values, never on a value:
+    where ties straddle the exact count (e.g. positions whose cheap input is
+    all zero after a ReLU give equal values), the cut goes to the nearer side
+    of the tied group, so float rounding in the eval pass cannot flip it.
+    """
     v = np.sort(values.ravel().astype(np.float64))
     n = v.size
-    k = int(round(density * n))  # how many must end up above the threshold
+    k = int(round(density * n))  # how many should end up above the threshold
     if k >= n:
         return v[0] - 1.0 - abs(v[0])
     if k <= 0:
         return v[-1] + 1.0 + abs(v[-1])
-    return 0.5 * (v[n - k - 1] + v[n - k])
+    lo = np.searchsorted(v, v[n - k], side="left")  # the tied group holding v[n - k]
+    hi = np.searchsorted(v, v[n - k], side="right")
+    cut = lo if (n - lo) - k <= k - (n - hi) else hi  # above the cut: n - cut values
+    if cut <= 0:
+        return v[0] - 1.0 - abs(v[0])
+    if cut >= n:
+        return v[-1] + 1.0 + abs(v[-1])
+    return 0.5 * (v[cut - 1] + v[cut])
 
 
 def _set_batch_stats(bn: BatchNorm2d, z: np.ndarray) -> None:
@@ -172,11 +185,11 @@ def calibrate(model: Module, x: np.ndarray, density=None, bn_stats: bool = True)
                 raise ValueError(f"density for {name!r} must be in [0, 1], got {r!r}")
             targets[name] = float(r)
 
-    def bn_hook(bn, original):
-        def forward(z):
+    def bn_hook(bn, original):  # wraps BatchNorm2d.inference, which eval forwards go through
+        def inference(z, relu=False):
             _set_batch_stats(bn, z)
-            return original(z)
-        return forward
+            return original(z, relu)
+        return inference
 
     def cheap_hook(layer, target, original):
         def cheap_branch_eval(u):
@@ -197,8 +210,8 @@ def calibrate(model: Module, x: np.ndarray, density=None, bn_stats: bool = True)
         if bn_stats:
             for m in model.modules():
                 if isinstance(m, BatchNorm2d) and id(m) not in cheap_bns:
-                    object.__setattr__(m, "forward", bn_hook(m, m.forward))
-                    hooked.append((m, "forward"))
+                    object.__setattr__(m, "inference", bn_hook(m, m.inference))
+                    hooked.append((m, "inference"))
         for name, m in layers:
             object.__setattr__(m, "cheap_branch_eval",
                                cheap_hook(m, targets.get(name), m.cheap_branch_eval))

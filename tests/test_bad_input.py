@@ -148,6 +148,23 @@ def test_batchnorm_forward_rejects(call, exc, msg):
         call()
 
 
+def bn_inf(x=X, g=C3, b=C3, rm=C3, rv=C3, **kw):
+    return F.batchnorm2d_inference(x, g, b, rm, rv, **kw)
+
+
+@pytest.mark.parametrize("call, exc, msg", [
+    (lambda: bn_inf(x=X[0]), ValueError, r"x must be 4-D"),
+    (lambda: bn_inf(g=np.ones(4)), ValueError, r"gamma must have shape \(3,\), got \(4,\)"),
+    (lambda: bn_inf(b=np.ones(3, f32)), TypeError, r"beta has dtype float32"),
+    (lambda: bn_inf(rm=np.ones(3, np.int64)), TypeError, r"running_mean must have dtype"),
+    (lambda: bn_inf(eps=-1.0), ValueError, r"eps must be > 0"),
+    (lambda: bn_inf(relu=1), TypeError, r"relu must be a bool"),
+])
+def test_batchnorm_inference_rejects(call, exc, msg):
+    with pytest.raises(exc, match=msg):
+        call()
+
+
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("dy, exc, msg", [
     (rnd(2, 3, 5, 4), ValueError, r"dy must have shape \(2, 3, 5, 5\)"),
@@ -251,7 +268,7 @@ def test_softmax_cross_entropy_rejects(logits, labels, exc, msg):
 def test_every_public_function_is_covered():
     # a new public function must come with its bad-input tests here
     covered = {
-        "batchnorm2d_backward", "batchnorm2d_forward", "col2im", "col2im_naive",
+        "batchnorm2d_backward", "batchnorm2d_forward", "batchnorm2d_inference", "col2im", "col2im_naive",
         "conv2d_backward", "conv2d_forward", "conv2d_naive", "fold_into_conv",
         "global_avg_pool_backward", "global_avg_pool_forward", "im2col", "im2col_naive",
         "linear_backward", "linear_forward", "relu_backward", "relu_forward",

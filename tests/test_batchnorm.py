@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 from lccl_ref.functional import (
     batchnorm2d_backward,
     batchnorm2d_forward,
+    batchnorm2d_inference,
     conv2d_forward,
     fold_into_conv,
+    relu_forward,
 )
 
 
@@ -163,3 +165,38 @@ def test_backward_properties(n, c, h, w, training, seed, dtype):
     else:
         expect = dy * (gamma / np.sqrt(rv.astype(np.float64) + 1e-5))[:, None, None]
         np.testing.assert_allclose(dx, expect, rtol=tol, atol=tol)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 5), h=st.integers(1, 6), w=st.integers(1, 6),
+       relu=st.booleans(), seed=st.integers(0, 2**31),
+       dtype=st.sampled_from([np.float32, np.float64]), strided=st.booleans())
+def test_inference_equals_eval_forward_then_relu(n, c, h, w, relu, seed, dtype, strided):
+    # the one-pass kernel against its naive twin: eval-mode batchnorm2d_forward (+ relu_forward)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.5, 2.0, (n, c, h, 2 * w if strided else w)).astype(dtype)
+    if strided:
+        x = x[:, :, :, ::2]  # not contiguous
+    gamma, beta, rm, rv = _params(c, dtype, seed)
+    ref, _ = batchnorm2d_forward(x, gamma, beta, rm, rv, False)
+    if relu:
+        ref, _ = relu_forward(ref)
+    y = batchnorm2d_inference(x, gamma, beta, rm, rv, relu=relu)
+    assert y.dtype == dtype and y.shape == x.shape
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
+    if relu:
+        assert (y >= 0).all()
+
+
+def test_inference_bad_input():
+    x = np.ones((1, 2, 3, 3), np.float32)
+    p = _params(2, np.float32)
+    with pytest.raises(ValueError, match="gamma"):
+        batchnorm2d_inference(x, p[0][:1], *p[1:])
+    with pytest.raises(TypeError, match="dtype"):
+        batchnorm2d_inference(x.astype(np.float64), *p)
+    with pytest.raises(ValueError, match="eps"):
+        batchnorm2d_inference(x, *p, eps=0.0)
+    with pytest.raises(TypeError, match="relu"):
+        batchnorm2d_inference(x, *p, relu="yes")

@@ -36,6 +36,19 @@ def test_calibrate_reaches_the_target_density(kind, target):
     assert model.eval() is model and not model.training
 
 
+def test_threshold_never_lands_on_a_tied_value():
+    # 8 equal values straddle the exact count: the cut goes to the nearer side of the group
+    v = np.array([0.0, 1.0, 2.0] + [5.0] * 8 + [6.0, 7.0])  # 13 values
+    for density in np.linspace(0, 1, 27):
+        thr = bench._threshold(v, density)
+        assert thr not in v
+        above = int((v > thr).sum())
+        k = round(density * v.size)
+        achievable = {0, 1, 2, 10, 11, 12, 13}  # counts a threshold between values can give
+        assert above in achievable
+        assert abs(above - k) == min(abs(a - k) for a in achievable), (density, above)
+
+
 def test_calibrate_per_layer_targets_and_bad_targets():
     model = build_model("mnist-resnet", lccl="kxkxCx1", rng=0)
     names = [n for n, _ in bench.lccl_modules(model)]

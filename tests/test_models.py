@@ -167,6 +167,52 @@ def test_tiny_resnet_gradients(kind, placement, shortcut):
             assert np.abs(p.grad).max() > 0, name
 
 
+@pytest.mark.parametrize("shortcut", ["identity", "projection"])
+def test_eval_block_fuses_bn_relu_and_frozen_bn_gradients_stay_exact(shortcut):
+    # eval forward: each BN-ReLU is one pass (BatchNorm2d.inference); it must equal the
+    # unfused reference, and a backward pass in eval mode (frozen BN statistics, as in
+    # fine-tuning) must still give the exact gradient of that eval forward
+    from lccl_ref import functional as F
+
+    rng = np.random.default_rng(5)
+    model = tiny("none", "aft-aft", shortcut, seed=5)
+    for m in model.modules():
+        if hasattr(m, "running_var"):
+            m.running_mean[...] = rng.standard_normal(m.running_mean.shape)
+            m.running_var[...] = rng.uniform(0.5, 2.0, m.running_var.shape)
+    model.eval()
+    block = next(m for m in model.modules() if isinstance(m, PreActBlock)
+                 and m.shortcut_kind != "none")
+    x = rng.standard_normal((2, block.bn1.num_features, 8, 8))
+
+    def bn_relu(bn, z):
+        y, _ = F.batchnorm2d_forward(z, bn.weight.data, bn.bias.data, bn.running_mean,
+                                     bn.running_var, False, bn.momentum, bn.eps)
+        return np.maximum(y, 0)
+
+    def conv(c, z):
+        return F.conv2d_forward(z, c.weight.data, None, c.stride, c.padding)[0]
+
+    a = bn_relu(block.bn1, x)
+    o = conv(block.conv2, bn_relu(block.bn2, conv(block.conv1, a)))
+    ref = o + (conv(block.shortcut, a) if shortcut == "projection" else block.shortcut.forward(x))
+    np.testing.assert_allclose(block.forward(x), ref, rtol=1e-12, atol=1e-12)
+
+    xi = rng.standard_normal((2, 2, 8, 8))
+    y = model.forward(xi)
+    dy = rng.standard_normal(y.shape)
+    model.zero_grad()
+    dx = model.backward(dy)
+    idx = rng.choice(xi.size, size=24, replace=False)
+    numeric = fd_entries(lambda: float(np.sum(model.forward(xi) * dy)), xi, idx)
+    np.testing.assert_allclose(dx.reshape(-1)[idx], numeric, rtol=1e-5, atol=1e-9)
+    for name, p in model.named_parameters():
+        j = rng.choice(p.data.size, size=min(2, p.data.size), replace=False)
+        num = fd_entries(lambda: float(np.sum(model.forward(xi) * dy)), p.data, j)
+        np.testing.assert_allclose(p.grad.reshape(-1)[j], num, rtol=1e-5, atol=1e-9,
+                                   err_msg=name)
+
+
 def test_bef_placement_changes_the_cheap_input():
     """"bef" feeds the cheap branch the raw block input / conv1 output, "aft" the BN-ReLU output."""
     rng = np.random.default_rng(8)

@@ -6,7 +6,12 @@ and refuses mixed dtypes.
 """
 
 from .activations import relu_backward, relu_forward
-from .batchnorm import batchnorm2d_backward, batchnorm2d_forward, fold_into_conv
+from .batchnorm import (
+    batchnorm2d_backward,
+    batchnorm2d_forward,
+    batchnorm2d_inference,
+    fold_into_conv,
+)
 from .conv import conv2d_backward, conv2d_forward, conv2d_naive
 from .im2col import col2im, col2im_naive, im2col, im2col_naive
 from .linear import linear_backward, linear_forward
@@ -16,6 +21,7 @@ from .pooling import global_avg_pool_backward, global_avg_pool_forward
 __all__ = [
     "batchnorm2d_backward",
     "batchnorm2d_forward",
+    "batchnorm2d_inference",
     "col2im",
     "col2im_naive",
     "conv2d_backward",

@@ -115,21 +115,33 @@ class PreActBlock(Module):
                 self.shortcut = SubsamplePad(in_channels, out_channels, stride)
 
     def forward(self, x):
-        a = self.relu1.forward(self.bn1.forward(x))  # (N, C_in, H, W)
+        """(N, C_in, H, W) -> (N, C_out, Ho, Wo).  In eval mode each BN-ReLU pair is one
+        pass (``BatchNorm2d.inference(relu=True)``)."""
+        a = self._bn_relu(self.bn1, self.relu1, x)  # (N, C_in, H, W)
         if self.cheap_before[0]:
             h = self.conv1.forward(a, cheap_input=x)  # (N, C_out, Ho, Wo)
         else:
             h = self.conv1.forward(a)
-        b = self.relu2.forward(self.bn2.forward(h))
+        b = self._bn_relu(self.bn2, self.relu2, h)
         if self.cheap_before[1]:
             o = self.conv2.forward(b, cheap_input=h)
         else:
             o = self.conv2.forward(b)
         if self.shortcut_kind == "projection":
-            return o + self.shortcut.forward(a)
-        if self.shortcut_kind == "identity":
-            return o + self.shortcut.forward(x)
-        return o + x
+            s = self.shortcut.forward(a)
+        elif self.shortcut_kind == "identity":
+            s = self.shortcut.forward(x)
+        else:
+            s = x
+        o += s  # o is conv2's fresh output (no cache keeps it): add in place
+        return o
+
+    def _bn_relu(self, bn, relu, z):
+        if self.training:
+            return relu.forward(bn.forward(z))
+        a = bn.inference(z, relu=True)
+        relu.keep_output(a)  # for a backward pass through the frozen BN (fine-tuning)
+        return a
 
     def backward(self, dy):
         """Gradient of the block input; the cheap branches' gradients of a "bef"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from .._checks import FLOAT_DTYPES, pair
+from .._checks import FLOAT_DTYPES, check_float_array, pair
 from .module import Module, Parameter
 
 
@@ -94,12 +94,33 @@ class BatchNorm2d(Module):
         self._cache = None
 
     def forward(self, x):
+        """Training mode: batch statistics, cache for :meth:`backward`.  Eval mode:
+        :meth:`inference` (running statistics, one pass)."""
+        if not self.training:
+            return self.inference(x)
         y, self._cache = F.batchnorm2d_forward(
             x, self.weight.data, self.bias.data, self.running_mean, self.running_var,
             self.training, self.momentum, self.eps)
         return y
 
+    def inference(self, x, relu=False):
+        """``F.batchnorm2d_inference``: eval-mode BN (then ReLU if ``relu``), one pass.
+
+        Keeps only a reference to ``x``; a later :meth:`backward` (gradients
+        through a frozen-statistics BN) recomputes the eval-mode cache from it.
+        """
+        y = F.batchnorm2d_inference(x, self.weight.data, self.bias.data, self.running_mean,
+                                    self.running_var, self.eps, relu)
+        self._cache = ("eval input", x)
+        return y
+
     def backward(self, dy):
+        if self._cache is None:
+            raise RuntimeError("BatchNorm2d.backward needs a forward first")
+        if isinstance(self._cache[0], str):  # recompute what an eval-mode forward caches
+            _, self._cache = F.batchnorm2d_forward(
+                self._cache[1], self.weight.data, self.bias.data, self.running_mean,
+                self.running_var, False, self.momentum, self.eps)
         dx, dgamma, dbeta = F.batchnorm2d_backward(dy, self._cache)
         self.weight.grad += dgamma
         self.bias.grad += dbeta
@@ -117,10 +138,25 @@ class ReLU(Module):
         self._cache = None
 
     def forward(self, x):
+        if not self.training:  # one pass; the mask is made only if backward is called
+            check_float_array("x", x)
+            y = np.maximum(x, x.dtype.type(0))
+            self.keep_output(y)
+            return y
         y, self._cache = F.relu_forward(x)
         return y
 
+    def keep_output(self, y):
+        """Remember the output ``y = max(x, 0)`` of a forward done elsewhere (a fused
+        BN-ReLU); :meth:`backward` takes the mask ``x > 0`` as ``y > 0``."""
+        self._cache = ("eval output", y)
+
     def backward(self, dy):
+        if self._cache is None:
+            raise RuntimeError("ReLU.backward needs a forward first")
+        if isinstance(self._cache[0], str):
+            y = self._cache[1]
+            self._cache = (y > 0, y.dtype)
         return F.relu_backward(dy, self._cache)
 
 
