@@ -191,8 +191,8 @@ def calibrate(model: Module, x: np.ndarray, density=None, bn_stats: bool = True)
             return original(z, relu)
         return inference
 
-    def cheap_hook(layer, target, original):
-        def cheap_branch_eval(u):
+    def cheap_hook(layer, target, original):  # wraps LCCLConv2d.cheap_eval
+        def cheap_eval(u):
             conv, bn = layer.cheap_conv, layer.cheap_bn
             if bn_stats:
                 raw, _ = F.conv2d_forward(u, conv.weight.data, None, conv.stride, conv.padding)
@@ -202,7 +202,7 @@ def calibrate(model: Module, x: np.ndarray, density=None, bn_stats: bool = True)
                 beta = [-_threshold(z[:, c], target) for c in range(z.shape[1])]
                 bn.bias.data = np.asarray(beta, dtype=bn.bias.data.dtype)
             return original(u)
-        return cheap_branch_eval
+        return cheap_eval
 
     cheap_bns = {id(m.cheap_bn) for _, m in layers}
     hooked = []
@@ -213,9 +213,8 @@ def calibrate(model: Module, x: np.ndarray, density=None, bn_stats: bool = True)
                     object.__setattr__(m, "inference", bn_hook(m, m.inference))
                     hooked.append((m, "inference"))
         for name, m in layers:
-            object.__setattr__(m, "cheap_branch_eval",
-                               cheap_hook(m, targets.get(name), m.cheap_branch_eval))
-            hooked.append((m, "cheap_branch_eval"))
+            object.__setattr__(m, "cheap_eval", cheap_hook(m, targets.get(name), m.cheap_eval))
+            hooked.append((m, "cheap_eval"))
         with _eval(model):
             model.forward(x)
     finally:

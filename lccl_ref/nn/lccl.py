@@ -34,6 +34,7 @@ import numpy as np
 from .. import functional as F
 from .._checks import check_float_array, check_same_dtype
 from ..kernels import gated_conv2d
+from ..kernels.cheap import cheap_single_unchecked
 from .layers import BatchNorm2d, Conv2d, ReLU
 from .module import Module
 
@@ -177,8 +178,28 @@ class LCCLConv2d(Module):
         """
         if self.training:
             raise RuntimeError("cheap_branch_eval needs eval mode (call .eval())")
+        return self.cheap_eval(u)[0]
+
+    def cheap_eval(self, u):
+        """``(V', mask, active)``: the eval-mode cheap branch (N, T', Ho, Wo), the mask
+        ``V' > 0`` ((N, Ho, Wo) when T' = 1, else (N, T, Ho, Wo)) and its true cells.
+
+        Shared masks with ``fold_bn``: one Numba call (:func:`kernels.cheap.cheap_single`);
+        per-channel masks: :func:`cheap_conv2d`, then ReLU and mask.
+        """
+        if self.training:
+            raise RuntimeError("cheap_eval needs eval mode (call .eval())")
         conv, bn = self.cheap_conv, self.cheap_bn
         if self.fold_bn:
+            conv.last_input_shape = u.shape
+            if self.shared_mask:  # one Numba call: conv, bias, ReLU, mask, count
+                # fold_into_conv's formula, without its argument checks (the module's
+                # own arrays; at batch 1 the checks cost as much as the kernel)
+                s = bn.weight.data / np.sqrt(bn.running_var + bn.running_var.dtype.type(bn.eps))
+                w_f = conv.weight.data * s[:, None, None, None]
+                b_f = bn.bias.data - bn.running_mean * s
+                v, mask, active = cheap_single_unchecked(u, w_f, b_f, conv.stride, conv.padding)
+                return v[:, None], mask, active
             w_f, b_f = F.fold_into_conv(conv.weight.data, None, bn.weight.data, bn.bias.data,
                                         bn.running_mean, bn.running_var, bn.eps)
             pre = cheap_conv2d(u, w_f, b_f, conv.stride, conv.padding)
@@ -187,16 +208,17 @@ class LCCLConv2d(Module):
             pre, _ = F.batchnorm2d_forward(pre, bn.weight.data, bn.bias.data, bn.running_mean,
                                            bn.running_var, False, bn.momentum, bn.eps)
         conv.last_input_shape = u.shape
-        return np.maximum(pre, pre.dtype.type(0))
+        v_cheap = np.maximum(pre, pre.dtype.type(0))
+        mask = v_cheap[:, 0] > 0 if self.shared_mask else v_cheap > 0  # (N,Ho,Wo) | (N,T,Ho,Wo)
+        return v_cheap, mask, int(np.count_nonzero(mask))
 
     def _forward_eval(self, x, u):
         conv = self.conv
         n = x.shape[0]
         t, c, kh, kw = conv.weight.data.shape
-        v_cheap = self.cheap_branch_eval(u)  # (N, T', Ho, Wo)
+        v_cheap, mask, active = self.cheap_eval(u)  # (N, T', Ho, Wo), mask, true cells
         ho, wo = v_cheap.shape[2], v_cheap.shape[3]
-        mask = v_cheap[:, 0] > 0 if self.shared_mask else v_cheap > 0  # (N,Ho,Wo) | (N,T,Ho,Wo)
-        active_cells = int(np.count_nonzero(mask)) * (t if self.shared_mask else 1)
+        active_cells = active * (t if self.shared_mask else 1)
         macs_dense = n * ho * wo * t * c * kh * kw
         if self.sparse:  # O = V * V' fused into the gated kernel's output write
             scale = v_cheap[:, 0] if self.shared_mask else v_cheap

@@ -1,0 +1,94 @@
+"""kernels.cheap.cheap_single: the shared-mask cheap branch V', its mask and count in one call."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lccl_ref.functional import conv2d_forward, conv2d_naive
+from lccl_ref.kernels.cheap import cheap_single
+from lccl_ref.nn import LCCLConv2d
+
+
+def _reference(x, w, b, stride, padding):
+    y, _ = conv2d_forward(x, w, b, stride, padding)
+    return np.maximum(y[:, 0], 0)
+
+
+@pytest.mark.parametrize("k, stride, padding", [(3, 1, 1), (3, 2, 1), (1, 1, 0), (1, 2, 0),
+                                                (5, 1, 2), (3, 1, 0), ((3, 1), (2, 1), (0, 1))])
+def test_equals_the_naive_conv_in_float64(k, stride, padding):
+    rng = np.random.default_rng(0)
+    kh, kw = (k, k) if isinstance(k, int) else k
+    x = rng.standard_normal((2, 3, 9, 11))
+    w = rng.standard_normal((1, 3, kh, kw))
+    b = rng.standard_normal(1)
+    v, mask, active = cheap_single(x, w, b, stride, padding)
+    ref = np.maximum(conv2d_naive(x, w, b, stride, padding)[:, 0], 0)  # loops, no im2col
+    np.testing.assert_allclose(v, ref, rtol=1e-12, atol=1e-12)
+    assert mask.dtype == np.bool_ and np.array_equal(mask, v > 0)
+    assert active == int(mask.sum()) and 0 < active < mask.size
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 5), h=st.integers(1, 12), wd=st.integers(1, 12),
+       kh=st.integers(1, 3), kw=st.integers(1, 3), sh=st.integers(1, 3), sw=st.integers(1, 3),
+       ph=st.integers(0, 2), pw=st.integers(0, 2), bias=st.floats(-1, 1),
+       dtype=st.sampled_from([np.float32, np.float64]), strided=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
+def test_property_relu_of_the_dense_conv(n, c, h, wd, kh, kw, sh, sw, ph, pw, bias, dtype,
+                                          strided, seed):
+    # V' = max(conv + b, 0) everywhere, the mask is exactly V' > 0 and active its count,
+    # for any shape, stride, padding, dtype and a non-contiguous input
+    if kh > h + 2 * ph or kw > wd + 2 * pw:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, 2 * wd if strided else wd)).astype(dtype)
+    x = x[..., ::2] if strided else x
+    w = rng.standard_normal((1, c, kh, kw)).astype(dtype)
+    b = np.array([bias], dtype=dtype)
+    v, mask, active = cheap_single(x, w, b, (sh, sw), (ph, pw))
+    ref = _reference(x, w, b, (sh, sw), (ph, pw))
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    assert v.dtype == dtype and v.shape == ref.shape
+    np.testing.assert_allclose(v, ref, rtol=tol, atol=tol)
+    assert np.array_equal(mask, v > 0) and active == int(np.count_nonzero(v))
+    assert (v >= 0).all()
+
+
+def test_bad_input():
+    x = np.ones((1, 2, 4, 4), np.float32)
+    w = np.ones((1, 2, 3, 3), np.float32)
+    b = np.zeros(1, np.float32)
+    with pytest.raises(ValueError, match=r"w must have shape \(1, 2, kh, kw\)"):
+        cheap_single(x, np.ones((2, 2, 3, 3), np.float32), b)
+    with pytest.raises(ValueError, match=r"b must have shape \(1,\)"):
+        cheap_single(x, w, np.zeros(2, np.float32))
+    with pytest.raises(TypeError, match="dtype"):
+        cheap_single(x.astype(np.float64), w, b)
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        cheap_single(x, np.ones((1, 2, 7, 7), np.float32), b)
+    with pytest.raises(ValueError, match="stride"):
+        cheap_single(x, w, b, stride=0)
+
+
+@pytest.mark.parametrize("kind", ["kxkxCx1", "1x1xCx1"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_lccl_layer_uses_it_and_agrees_with_the_unfolded_branch(kind, stride):
+    # with fold_bn (the default) the shared-mask layer goes through cheap_single; the
+    # unfolded reference (conv, then eval BN, then ReLU) must give the same V' and mask
+    rng = np.random.default_rng(1)
+    layer = LCCLConv2d(4, 6, 3, stride, 1, cheap=kind, rng=1, dtype=np.float64).eval()
+    bn = layer.cheap_bn
+    bn.running_mean[...] = rng.standard_normal(1)
+    bn.running_var[...] = rng.uniform(0.5, 2, 1)
+    bn.bias.data[...] = 0.3
+    x = rng.standard_normal((2, 4, 8, 8))
+    v, mask, active = layer.cheap_eval(x)
+    layer.fold_bn = False
+    v_ref, mask_ref, active_ref = layer.cheap_eval(x)
+    np.testing.assert_allclose(v, v_ref, rtol=1e-12, atol=1e-12)
+    assert np.array_equal(mask, mask_ref) and active == active_ref
+    assert mask.shape == (2,) + v.shape[2:]
