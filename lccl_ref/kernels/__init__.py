@@ -1,11 +1,16 @@
-"""Numba kernels for the gated convolution of an LCCL layer.
+"""Numba kernels for an LCCL layer at inference.
 
 ``gated_conv2d(x, w, mask, b=None, stride=1, padding=0, method="auto") -> (y, macs)``
 computes a convolution only at the output cells where ``mask`` is true and
 counts the multiply-accumulates it executes.  See :mod:`.gated` for which
 variant serves which mask kind.
+
+``cheap_single(x, w, b, stride, padding) -> (v, mask, active)`` is the cheap
+branch of a shared-mask LCCL (one output channel): conv, bias, ReLU, mask and
+its count in one call (:mod:`.cheap`).
 """
 
+from .cheap import cheap_single
 from .gated import METHODS, gated_conv2d
 
-__all__ = ["METHODS", "gated_conv2d"]
+__all__ = ["METHODS", "cheap_single", "gated_conv2d"]
