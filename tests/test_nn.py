@@ -181,3 +181,22 @@ def test_conv_records_input_shape_and_output_shape():
     y = conv.forward(x)
     assert conv.last_input_shape == x.shape
     assert y.shape[2:] == conv.output_shape(7, 5)
+
+
+def test_assigning_attributes_keeps_registration_right():
+    # an array assigned to a buffer's name stays a buffer (calibration sets running stats
+    # this way); a Parameter or Module replaced by a plain value leaves its registry
+    bn = BatchNorm2d(3)
+    bn.running_mean = np.full(3, 2.0, np.float32)
+    assert "running_mean" in bn.state_dict()
+    np.testing.assert_array_equal(bn.state_dict()["running_mean"], 2.0)
+    bn.running_var = None  # not an array: no longer a buffer
+    assert "running_var" not in bn.state_dict()
+    seq = Sequential(Conv2d(1, 2, 3), ReLU())
+    seq.extra = Conv2d(2, 2, 1)
+    assert any(n.startswith("extra.") for n in seq.state_dict())
+    seq.extra = "gone"
+    assert not any(n.startswith("extra.") for n in seq.state_dict())
+    conv = Conv2d(1, 2, 3)
+    conv.weight = None
+    assert "weight" not in conv.state_dict()

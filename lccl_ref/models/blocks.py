@@ -54,8 +54,9 @@ class SubsamplePad(Module):
         s = self.stride
         self._x_shape = x.shape
         sub = x[:, :, ::s, ::s]  # (N, C_in, Ho, Wo)
-        y = np.zeros((x.shape[0], self.out_channels) + sub.shape[2:], dtype=x.dtype)
+        y = np.empty((x.shape[0], self.out_channels) + sub.shape[2:], dtype=x.dtype)
         y[:, : self.in_channels] = sub  # (N, C_out, Ho, Wo)
+        y[:, self.in_channels :] = 0  # only the appended channels need zeros
         return y
 
     def backward(self, dy):

@@ -48,14 +48,25 @@ class Module:
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name, value):
-        if "_params" not in self.__dict__:
+        """Register Parameters and Modules; an array assigned to a buffer's name stays a
+        buffer (``bn.running_mean = new_array`` keeps it in the state dict)."""
+        d = self.__dict__
+        if "_params" not in d:
             raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__()")
-        for d in (self._params, self._modules, self._buffers):
-            d.pop(name, None)
+        params, modules, buffers = d["_params"], d["_modules"], d["_buffers"]
         if isinstance(value, Parameter):
-            self._params[name] = value
+            modules.pop(name, None)
+            buffers.pop(name, None)
+            params[name] = value
         elif isinstance(value, Module):
-            self._modules[name] = value
+            params.pop(name, None)
+            buffers.pop(name, None)
+            modules[name] = value
+        elif name in params or name in modules or name in buffers:  # plain attributes
+            params.pop(name, None)  # (the per-forward ones: caches, last_stats) skip this
+            modules.pop(name, None)
+            if not isinstance(value, np.ndarray):
+                buffers.pop(name, None)
         object.__setattr__(self, name, value)
 
     def register_buffer(self, name: str, value: np.ndarray) -> None:
