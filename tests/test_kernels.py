@@ -149,15 +149,17 @@ def test_explicit_methods_agree_and_gather_refuses_per_channel():
         gated_conv2d(x, w, shared, method="fast")
 
 
-def test_auto_picks_gather_for_shared_and_tiled_for_per_channel(monkeypatch):
+def test_auto_picks_vector_or_gather_for_shared_and_tiled_for_per_channel(monkeypatch):
     calls = []
     monkeypatch.setattr(gated_mod, "gather_shared", lambda *a: calls.append("gather") or 0)
+    monkeypatch.setattr(gated_mod, "vector_shared", lambda *a: calls.append("vector") or 0)
     monkeypatch.setattr(gated_mod, "tiled", lambda *a: calls.append("tiled") or 0)
-    for c, per_channel in [(4, False), (4, True), (64, False), (64, True)]:
+    big = gated_mod.VECTOR_MAX_C + 1
+    for c, per_channel in [(4, False), (4, True), (big, False), (big, True)]:
         x = np.zeros((1, c, 6, 6), np.float32)
         shape = (1, 2, 4, 4) if per_channel else (1, 4, 4)
         gated_conv2d(x, np.zeros((2, c, 3, 3), np.float32), np.ones(shape, bool))
-    assert calls == ["gather", "tiled", "gather", "tiled"]
+    assert calls == ["vector", "tiled", "gather", "tiled"]
 
 
 @pytest.mark.parametrize(

@@ -20,13 +20,28 @@ Variants (``method=``)
     computed eight at a time (one weight load serves eight MACs).  It is the
     only variant that saves time on per-channel masks, where there is no
     dense block for a GEMM.
+``"vector"``
+    Shared masks only (:mod:`.vector`): all ``T`` outputs of a few active
+    positions at once, from a padded copy of each image, vectorised over
+    ``T`` with the accumulators in registers.  No im2col rows, no GEMM, no
+    channel-last transpose of ``x``.
 ``"auto"``
-    ``"gather"`` for shared masks, ``"tiled"`` for per-channel masks.
-    ``benchmarks/bench_gated.py`` times the variant not chosen on shared
-    masks too: on an idle core the gather-GEMM was faster on every ResNet
-    shape (tiled/gather 1.1-1.4 at C = 16 and 32, where the micro-kernel's
-    inner products are short; 1.0-1.4 at C = 64).  Under heavy load from
-    other processes the tiled loop sometimes won at C = 64.
+    ``"tiled"`` for per-channel masks.  For shared masks ``"vector"`` for
+    float32 with ``C <= VECTOR_MAX_C`` (128), else ``"gather"``.  Measured
+    (``benchmarks/bench_vector.py`` and one-off runs at other shapes; 3x3,
+    float32, one core shared with other jobs, +-10 %), vector/gather time
+    at r = 0.3 ... 1: 0.46-0.63 at 16@32x32 (batch 128 and 1), 0.72-0.81 at
+    32@16x16 batch 128, 0.87-0.96 at 64@8x8 batch 128, 0.90-0.98 at
+    64@56x56 batch 1, 0.72-0.80 at 16 -> 64 channels @16x16, 0.88-0.94 at
+    64 -> 128 and 96 -> 96 @8x8, 0.96-1.01 at 128@28x28 (batch 1 and 8),
+    1.04-1.10 at 256@14x14 batch 1: larger C stays with BLAS.  In
+    float64 the vector blocks spill registers (r = 0.65, batch 128: vector
+    35 ms, gather 21 ms at 64@8x8; 37 and 27 at 32@16x16; 39 and 45 at
+    16@32x32); float64 is the checking dtype, so there ``"auto"`` keeps
+    the GEMM.
+    ``benchmarks/bench_gated.py`` compared ``"tiled"`` with ``"gather"`` on
+    shared masks: on an idle core the gather-GEMM was faster on every ResNet
+    shape (tiled/gather 1.1-1.4 at C = 16 and 32, 1.0-1.4 at C = 64).
 
 Fused product (``scale=``)
 --------------------------
@@ -34,7 +49,8 @@ An LCCL layer outputs ``O = V * V'``.  Passing ``scale=V'`` (``(N, Ho, Wo)``
 with a shared mask, ``V'`` of the one cheap channel; ``(N, T, Ho, Wo)`` with a
 per-channel mask) multiplies each computed value by its factor in the step
 that writes it into ``y`` (``expand_rows`` / ``scatter_rows`` for
-``"gather"``, the cell write of ``"direct"`` and ``"tiled"``), so there is no
+``"gather"``, the band write of ``"vector"``, the cell write of ``"direct"``
+and ``"tiled"``), so there is no
 further pass over ``N*T*Ho*Wo``.  These multiplies are the product of the two
 branches, not convolution MACs, and are not counted (as in the paper's cost
 model, which counts the convolutions only).
@@ -58,8 +74,12 @@ from ..functional.im2col import pad_nhwc
 from .direct import direct_per_channel, direct_shared
 from .gather import gather_shared
 from .tiled import tiled
+from .vector import band_cells, channel_block, vector_shared, weight_blocks
 
-METHODS = ("auto", "direct", "gather", "tiled")
+METHODS = ("auto", "direct", "gather", "tiled", "vector")
+
+#: ``method="auto"`` takes ``"vector"`` for float32 shared masks up to this many input channels.
+VECTOR_MAX_C = 128
 
 #: Bytes of padded input the tiled kernel takes per call (a few images; stays in L2).
 GROUP_BYTES = 1 << 18
@@ -108,9 +128,9 @@ def gated_conv2d(x, w, mask, b=None, stride=1, padding=0, method="auto", *, scal
     mask : ndarray of bool, (N, Ho, Wo) shared by all T channels, or (N, T, Ho, Wo)
     b : ndarray, (T,), or None; added only at active cells
     stride, padding : int or (int, int)
-    method : {"auto", "direct", "gather", "tiled"}
+    method : {"auto", "direct", "gather", "tiled", "vector"}
         See the module header; all give the same ``y`` (to rounding) and
-        ``macs``.  ``"gather"`` needs a shared mask.
+        ``macs``.  ``"gather"`` and ``"vector"`` need a shared mask.
     scale : ndarray or None, keyword only
         Dtype of ``x``, shape of ``mask``: ``(N, Ho, Wo)`` (one factor per
         position, for all T channels) or ``(N, T, Ho, Wo)``.  When given, each
@@ -140,9 +160,15 @@ def gated_conv2d(x, w, mask, b=None, stride=1, padding=0, method="auto", *, scal
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "auto":
-        method = "tiled" if per_channel else "gather"
-    if method == "gather" and per_channel:
-        raise ValueError("method='gather' needs a shared mask (N, Ho, Wo), got a per-channel mask")
+        if per_channel:
+            method = "tiled"
+        else:
+            small = x.dtype == np.float32 and x.shape[1] <= VECTOR_MAX_C
+            method = "vector" if small else "gather"
+    if method in ("gather", "vector") and per_channel:
+        raise ValueError(
+            f"method={method!r} needs a shared mask (N, Ho, Wo), got a per-channel mask"
+        )
 
     dtype = x.dtype
     scaled = scale is not None
@@ -154,6 +180,15 @@ def gated_conv2d(x, w, mask, b=None, stride=1, padding=0, method="auto", *, scal
     if method == "gather":  # writes every cell of y, zeros included, once and in order
         y = np.empty((n, t, ho, wo), dtype=dtype)
         macs = gather_shared(x, weight_matrix(w), bias, mask, kh, kw, (sh, sw), p, y, scale)
+        return y, int(macs)
+    if method == "vector":  # writes every cell of y, zeros included
+        y = np.empty((n, t, ho, wo), dtype=dtype)
+        tb = channel_block(t)
+        wb = weight_blocks(w, tb)  # (T_pad / TB, C*kh*kw, TB)
+        if not scaled:  # typed like a real scale, never read
+            scale = np.ones((1, 1, 1), dtype=dtype)
+        cells = band_cells(wb.shape[0] * tb, x.itemsize)
+        macs = vector_shared(x, wb, bias, mask, scale, scaled, kh, kw, sh, sw, *p, y, cells)
         return y, int(macs)
     if not scaled:  # a placeholder typed like a real scale; the kernels never read it
         scale = np.ones((1,) * mask.ndim, dtype=dtype)

@@ -1,0 +1,238 @@
+"""Shared masks at small channel counts: register-blocked, vectorised over T ("vector").
+
+For a mask shared by all ``T`` output channels, every active position needs
+the full output vector ``y[n, :, i, j]``.  Instead of gathering im2col rows
+and calling BLAS (:mod:`.gather`), this kernel computes the ``T`` outputs of
+a few active positions at once, straight from a padded copy of the image::
+
+    acc[p, 0:T] += xpad[n, c, i_p*sh + a, j_p*sw + b] * Wm[e, 0:T]
+        for e = (c, a, b) over the kh*kw*C patch taps, p over PB positions
+
+``T`` is innermost: in float32 a block of ``TB = 16`` channels is two AVX2
+vectors, and ``PB = 5`` positions share each load of a weight row, so the
+``PB * TB / 8 = 10`` accumulators stay in vector registers for the whole
+patch (the inner step is 10 FMAs, 2 weight loads, 5 broadcasts); ``3x24``
+blocks serve ``T`` that 24 divides with less padding (17-24, 65-72, ...).  Numba has no
+stack arrays, so :func:`_stack_ptr` allocates the accumulators on the stack;
+with ``PB`` and ``TB`` constants at the call site LLVM unrolls the block and
+keeps it in registers (a heap ``np.zeros`` accumulator ran at a third of the
+speed: every FMA went through memory).
+
+Per image ``n``:
+
+1. copy ``x[n]`` into the interior of a zero-bordered ``(C, Hp, Wp)`` buffer
+   (no channel-last transpose; a tap is the constant offset
+   ``off[e] = (c*Hp + a)*Wp + b`` from the window's top-left corner);
+2. per band of output rows (as many as fill :data:`BAND_BYTES` of results),
+   list the active positions (branch-free compaction, so blocks run across
+   the rows of the band and only its last block is short: it repeats its
+   last position, whose MACs are not counted);
+3. for each block of ``TB`` channels (``T`` padded with zero weight columns
+   up to a multiple of ``TB``) and each block of ``PB`` active positions,
+   the register-blocked inner products, stored into a ``(T_pad, cells)``
+   band buffer that stays in L1;
+4. write ``y[n, t]`` of the band along ``j``: ``(acc + b[t]) * s`` at active
+   cells, 0 elsewhere (a vectorised select, so ``y`` may be uninitialised;
+   ``s`` is the optional fused ``scale``, else 1).
+
+Only the ``contract`` fast-math flag is set (for the FMAs): each
+accumulator is a plain running sum over ``e``, so the result is the direct
+loop's up to the order of the taps and the fused rounding.  MACs are counted
+per band from the number of real positions: ``m * T * kh*kw*C``.
+
+Measured (float32, one core of an AMD EPYC (Zen 1: one 256-bit FMA per
+cycle, about 20 GMAC/s peak), shared with other jobs).  In-cache
+micro-benchmark of the blocks, 144 taps: ``5x16`` 19 GMAC/s, ``3x24`` 19,
+``2x32`` 18; shapes with fewer accumulators (``4x8``, ``2x16``, ``3x16``)
+are not register-blocked by LLVM (2 GMAC/s) and ``6x16`` / ``4x24`` spill.
+In the kernel ``2x32`` blocks were 5 % slower than two ``5x16`` at T = 32
+(their 36 KB of weights leave L1) and equal at T = 64, so they were dropped.
+In float64 the ``5x16`` block (20 registers) spills: 4 GMAC/s in the
+micro-benchmark, against a float64 peak of about 10.
+At 16@32x32 batch 128, r = 1: copies 0.9 ms, compaction 0.25 ms, blocks
+17 ms (17.5 GMAC/s, against 10.6 for the dense im2col/shifted-rows GEMM
+conv), output write 1.2-1.7 ms (about the time of a memset of ``y``).
+
+Tried and dropped: a channel-last padded input (``pad_nhwc``, taps in
+``(a, b, c)`` order): its transposed copy costs 5.2 ms at 16@32x32 batch
+128 (this copy: 0.9 ms), 25-30 % slower overall at C = 16, 32, equal at
+64@8x8, 10 % faster at 64@56x56 batch 1 only; chunks of taps so that a
+chunk's weights stay in L1 (no gain up to C = 64, 3-5 % loss); whole-image
+bands (64 KB of results at T = 16: 20 % slower than 32 KB); one call per
+block instead of per band; ``q // Wo`` in the compaction loop (integer
+division: 3 ms); reading the results position-major in the output write
+(LLVM emitted a branch per cell: 10 ms at r = 0.65); ``dst[pw + col] =
+src[col]`` for the padded copy (2.5x slower than indexing a slice from 0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.numpy_support import carray
+
+#: Fast-math flags of the inner products: FMA contraction only, no reassociation.
+_FMA = {"contract"}
+#: Output-channel blocks ``TB`` the kernel is compiled for, with their position blocks ``PB``.
+BLOCKS = {16: 5, 24: 3}
+#: Bytes of one band's results ``(T_pad, cells)``: a band is as many output rows as fit.
+BAND_BYTES = 32768
+#: Stack slots for one block's accumulators (``PB * TB`` <= this).
+_ACC = 96
+
+
+@intrinsic
+def _stack_ptr(typingctx, size, dtype):
+    """Pointer to ``size`` (a literal int) stack slots of ``dtype``.
+
+    Scratch that LLVM can keep in registers (unlike ``np.empty``, which
+    allocates on the heap through Numba's runtime).
+    """
+    if not isinstance(size, types.IntegerLiteral):
+        return None
+    n_slots = size.literal_value
+    elem = dtype.dtype
+
+    def codegen(context, builder, sig, args):
+        slots = cgutils.alloca_once(builder, ir.ArrayType(context.get_value_type(elem), n_slots))
+        zero = ir.Constant(ir.IntType(32), 0)
+        return builder.gep(slots, [zero, zero])
+
+    return types.CPointer(elem)(size, dtype), codegen
+
+
+@njit(fastmath=_FMA, inline="always")
+def _blocks(xb, wm, off, base, qs, m, bases, obuf, t0, pb, tb):
+    """Blocks of ``pb`` of the ``m`` listed positions, for one block of ``tb`` channels.
+
+    ``obuf[t0:t0+tb, qs[k]] = sum_e xb[base[k] + off[e]] * wm[e, :]`` for ``k < m``.
+    A short last block repeats its last position (same value stored twice).
+    ``pb`` and ``tb`` are constants at every call site (inlined), so the loops
+    over them unroll and ``acc`` lives in registers.
+    """
+    acc = carray(_stack_ptr(_ACC, xb.dtype), (_ACC,))
+    xs = carray(_stack_ptr(8, xb.dtype), (8,))
+    for g in range(0, m, pb):
+        last = min(pb, m - g) - 1
+        for p in range(pb):
+            bases[p] = base[g + min(p, last)]
+        for k in range(pb * tb):
+            acc[k] = 0
+        for e in range(off.shape[0]):
+            o = off[e]
+            for p in range(pb):
+                xs[p] = xb[bases[p] + o]  # unsigned indices: no negative-index wraparound code
+            for t in range(tb):
+                wv = wm[e, t]
+                for p in range(pb):
+                    acc[p * tb + t] += xs[p] * wv
+        for p in range(pb):
+            q = qs[g + min(p, last)]
+            for t in range(tb):
+                obuf[t0 + t, q] = acc[p * tb + t]
+
+
+@njit(fastmath=_FMA, cache=True)
+def _blocks_5x16(xb, wm, off, base, qs, m, bases, obuf, t0):
+    _blocks(xb, wm, off, base, qs, m, bases, obuf, t0, 5, 16)
+
+
+@njit(fastmath=_FMA, cache=True)
+def _blocks_3x24(xb, wm, off, base, qs, m, bases, obuf, t0):
+    _blocks(xb, wm, off, base, qs, m, bases, obuf, t0, 3, 24)
+
+
+def channel_block(t):
+    """``TB`` for ``T`` output channels: the least padding, then the smaller block."""
+    return min(BLOCKS, key=lambda tb: (-(-t // tb) * tb, tb))
+
+
+def band_cells(t_pad, itemsize):
+    """Output cells per band: the band's ``(T_pad, cells)`` results fill ``BAND_BYTES``."""
+    return max(1, BAND_BYTES // (t_pad * itemsize))
+
+
+def weight_blocks(w, tb):
+    """(T, C, kh, kw) -> (T_pad / tb, C*kh*kw, tb), ``T`` padded with zero columns.
+
+    Rows follow the patch order ``(c, a, b)`` of :func:`vector_shared`'s offsets.
+    """
+    t = w.shape[0]
+    n_tb = -(-t // tb)
+    wm = np.zeros((n_tb * tb, w[0].size), dtype=w.dtype)
+    wm[:t] = w.reshape(t, -1)
+    return np.ascontiguousarray(wm.reshape(n_tb, tb, -1).transpose(0, 2, 1))
+
+
+@njit(cache=True)
+def vector_shared(x, wb, b, mask, scale, scaled, kh, kw, sh, sw, ph, pw, y, band_cells):
+    """Shared mask ``(N, Ho, Wo)``: all ``T`` outputs of each active position, blocked.
+
+    ``x`` (N, C, H, W) any strides; ``wb`` from :func:`weight_blocks`;
+    ``b`` (T,); ``mask`` and (when ``scaled``) ``scale`` C-contiguous
+    ``(N, Ho, Wo)``; ``y`` C-contiguous ``(N, T, Ho, Wo)``, every cell written.
+    Output rows go in bands of about ``band_cells`` cells (at least one row).
+    Returns the MACs executed.
+    """
+    n_img, c, h, w = x.shape
+    _, n_out, ho, wo = y.shape
+    n_tb, k_len, tb = wb.shape
+    hp, wp = h + 2 * ph, w + 2 * pw
+    plane = ho * wo
+    band = max(1, min(ho, band_cells // wo))  # output rows per band
+    buf = np.zeros((c, hp, wp), dtype=x.dtype)  # padded image; the border stays 0
+    xb = buf.reshape(-1)
+    off = np.empty(k_len, dtype=np.uint64)  # tap e = (ch, a, q) relative to the window corner
+    e = 0
+    for ch in range(c):
+        for a in range(kh):
+            for q in range(kw):
+                off[e] = (ch * hp + a) * wp + q
+                e += 1
+    qs = np.empty(band * wo, dtype=np.int64)  # active positions of a band, (i - i0)*Wo + j
+    base = np.empty(band * wo, dtype=np.uint64)  # their window corners in buf
+    bases = np.empty(8, dtype=np.uint64)
+    obuf = np.empty((n_tb * tb, band * wo), dtype=x.dtype)  # (T_pad, cells of a band)
+    y3 = y.reshape(n_img, n_out, plane)
+    m3 = mask.reshape(n_img, plane)
+    s3 = scale.reshape(scale.shape[0], -1)
+    zero = y.dtype.type(0)
+    macs = 0
+    for n in range(n_img):
+        for ch in range(c):
+            for r in range(h):
+                dst = buf[ch, ph + r, pw : pw + w]  # indices from 0: a vectorised copy
+                src = x[n, ch, r]  # (2.5x faster than dst[pw + col] = src[col])
+                for col in range(w):
+                    dst[col] = src[col]
+        mrow = m3[n]
+        srow = s3[n] if scaled else s3[0]
+        for i0 in range(0, ho, band):
+            q0, q1 = i0 * wo, min(ho, i0 + band) * wo
+            m = 0  # branch-free compaction (an ``if`` would mispredict on random masks)
+            for i in range(i0, i0 + (q1 - q0) // wo):
+                row0 = (i - i0) * wo
+                for j in range(wo):
+                    qs[m] = row0 + j
+                    base[m] = i * sh * wp + j * sw
+                    m += np.int64(mrow[q0 + row0 + j])
+            for ci in range(n_tb):
+                if tb == 16:
+                    _blocks_5x16(xb, wb[ci], off, base, qs, m, bases, obuf, ci * tb)
+                else:
+                    _blocks_3x24(xb, wb[ci], off, base, qs, m, bases, obuf, ci * tb)
+            macs += m * n_out * k_len
+            mb = mrow[q0:q1]
+            sb = srow[q0:q1] if scaled else srow[:1]
+            for t in range(n_out):  # unit strides: LLVM vectorises the select
+                bt = b[t]
+                yt = y3[n, t, q0:q1]
+                ot = obuf[t]
+                for q in range(q1 - q0):
+                    s = sb[q] if scaled else sb[0]
+                    v = (ot[q] + bt) * s
+                    yt[q] = v if mb[q] else zero
+    return macs
