@@ -268,7 +268,8 @@ def test_softmax_cross_entropy_rejects(logits, labels, exc, msg):
 def test_every_public_function_is_covered():
     # a new public function must come with its bad-input tests here
     covered = {
-        "batchnorm2d_backward", "batchnorm2d_forward", "batchnorm2d_inference", "col2im", "col2im_naive",
+        "batchnorm2d_backward", "batchnorm2d_forward", "batchnorm2d_inference", "col2im",
+        "col2im_naive",
         "conv2d_backward", "conv2d_forward", "conv2d_naive", "fold_into_conv",
         "global_avg_pool_backward", "global_avg_pool_forward", "im2col", "im2col_naive",
         "linear_backward", "linear_forward", "relu_backward", "relu_forward",
