@@ -8,9 +8,15 @@ variant serves which mask kind.
 ``cheap_single(x, w, b, stride, padding) -> (v, mask, active)`` is the cheap
 branch of a shared-mask LCCL (one output channel): conv, bias, ReLU, mask and
 its count in one call (:mod:`.cheap`).
+
+``conv2d_inference(x, w, b, stride, padding)`` is the dense convolution of
+eval-mode ``Conv2d`` layers: the faster of im2col + GEMM and the ``"vector"``
+kernel at density 1 (:mod:`.dense`), so that plain networks, the baseline of
+every speed-up, run as fast as the library can make them.
 """
 
 from .cheap import cheap_single
+from .dense import conv2d_inference
 from .gated import METHODS, gated_conv2d
 
-__all__ = ["METHODS", "cheap_single", "gated_conv2d"]
+__all__ = ["METHODS", "cheap_single", "conv2d_inference", "gated_conv2d"]

@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import functional as F
 from .._checks import FLOAT_DTYPES, check_float_array, pair
+from ..kernels.dense import conv2d_inference
 from .module import Module, Parameter
 
 
@@ -56,13 +57,30 @@ class Conv2d(Module):
         self._cache = None
         self.last_input_shape = None
 
+    #: Dense kernel of eval-mode forwards, see :func:`lccl_ref.kernels.conv2d_inference`
+    #: ("auto": the faster of "im2col" and "vector" for each shape, timed once).
+    inference_method = "auto"
+
     def forward(self, x):
+        """Training mode: ``F.conv2d_forward``, cache for :meth:`backward`.  Eval mode:
+        ``kernels.conv2d_inference`` (the faster dense kernel, no im2col cache kept)."""
         b = None if self.bias is None else self.bias.data
-        y, self._cache = F.conv2d_forward(x, self.weight.data, b, self.stride, self.padding)
+        if self.training:
+            y, self._cache = F.conv2d_forward(x, self.weight.data, b, self.stride, self.padding)
+        else:
+            y = conv2d_inference(x, self.weight.data, b, self.stride, self.padding,
+                                 self.inference_method)
+            self._cache = ("eval input", x)
         self.last_input_shape = x.shape  # read by lccl_ref.flops to build per-layer tables
         return y
 
     def backward(self, dy):
+        if self._cache is None:
+            raise RuntimeError("Conv2d.backward needs a forward first")
+        if isinstance(self._cache[0], str):  # after an eval forward: build the cache now
+            b = None if self.bias is None else self.bias.data
+            _, self._cache = F.conv2d_forward(self._cache[1], self.weight.data, b, self.stride,
+                                              self.padding)
         dx, dw, db = F.conv2d_backward(dy, self._cache)
         self.weight.grad += dw
         if self.bias is not None:

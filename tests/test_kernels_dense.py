@@ -1,0 +1,89 @@
+"""kernels.conv2d_inference: the dense eval conv, by the faster of im2col and "vector"."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lccl_ref.functional import conv2d_forward, conv2d_naive
+from lccl_ref.kernels import conv2d_inference
+from lccl_ref.kernels import dense as dense_mod
+from lccl_ref.nn import Conv2d
+
+TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
+
+
+@pytest.mark.parametrize("method", ["im2col", "vector", "auto"])
+@pytest.mark.parametrize("c, t, k, stride, padding", [(3, 5, 3, 1, 1), (4, 17, 3, 2, 1),
+                                                      (2, 33, 1, 1, 0), (5, 3, (3, 1), 2, 2)])
+def test_every_method_equals_the_naive_conv(method, c, t, k, stride, padding):
+    rng = np.random.default_rng(0)
+    kh, kw = (k, k) if isinstance(k, int) else k
+    x = rng.standard_normal((2, c, 7, 9))
+    w = rng.standard_normal((t, c, kh, kw))
+    b = rng.standard_normal(t)
+    y = conv2d_inference(x, w, b, stride, padding, method=method)
+    np.testing.assert_allclose(y, conv2d_naive(x, w, b, stride, padding), **TOL[np.float64])
+
+
+def test_auto_times_each_shape_once_and_records_why():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 3, 11, 13)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    dense_mod.CHOICES.clear()
+    conv2d_inference(x, w, None, 1, 1)
+    conv2d_inference(x, w, None, 1, 1)
+    assert len(dense_mod.CHOICES) == 1
+    (choice,) = dense_mod.CHOICES.values()
+    assert choice["method"] in ("im2col", "vector")
+    assert set(choice["ms"]) == {"im2col", "vector"}
+    assert choice["ms"][choice["method"]] == min(choice["ms"].values())
+    conv2d_inference(x[:, :, :, :12], w, None, 1, 1)  # another shape: another decision
+    assert len(dense_mod.CHOICES) == 2
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 2), c=st.integers(1, 4), t=st.integers(1, 20), k=st.integers(1, 3),
+       s=st.integers(1, 2), p=st.integers(0, 1), h=st.integers(3, 9), bias=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**31 - 1))
+def test_property_vector_at_density_one_is_the_dense_conv(n, c, t, k, s, p, h, bias, dtype,
+                                                          seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, h + 1)).astype(dtype)
+    w = rng.standard_normal((t, c, k, k)).astype(dtype)
+    b = rng.standard_normal(t).astype(dtype) if bias else None
+    y = conv2d_inference(x, w, b, s, p, method="vector")
+    ref, _ = conv2d_forward(x, w, b, s, p)
+    assert y.dtype == dtype and y.shape == ref.shape
+    np.testing.assert_allclose(y, ref, **TOL[dtype])
+
+
+def test_bad_input():
+    x = np.ones((1, 2, 5, 5), np.float32)
+    w = np.ones((3, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="method must be one of"):
+        conv2d_inference(x, w, method="fft")
+    with pytest.raises(TypeError, match="dtype"):
+        conv2d_inference(x.astype(np.float64), w)
+    with pytest.raises(ValueError, match="channels"):
+        conv2d_inference(x, np.ones((3, 4, 3, 3), np.float32))
+
+
+def test_eval_conv_module_uses_it_and_backward_still_works():
+    rng = np.random.default_rng(2)
+    conv = Conv2d(3, 4, 3, 1, 1, bias=True, rng=2, dtype=np.float64)
+    conv.bias.data[...] = rng.standard_normal(4)
+    x = rng.standard_normal((2, 3, 6, 6))
+    conv.eval()
+    conv.inference_method = "vector"
+    y = conv.forward(x)
+    ref, _ = conv2d_forward(x, conv.weight.data, conv.bias.data, 1, 1)
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    dx = conv.backward(dy)  # the im2col cache is built only now
+    conv.train()
+    conv.forward(x)
+    conv.zero_grad()
+    np.testing.assert_allclose(dx, conv.backward(dy), rtol=1e-12, atol=1e-12)
