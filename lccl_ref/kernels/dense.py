@@ -36,7 +36,7 @@ import numpy as np
 
 from ..functional import conv2d_forward
 from ..functional.conv import _check_conv_args
-from .gated import gated_conv2d
+from .gated import gated_conv2d_unchecked
 
 DENSE_METHODS = ("auto", "im2col", "vector")
 #: Timed calls per kernel when ``"auto"`` meets a new shape (after one warm-up call).
@@ -74,7 +74,7 @@ def _run(method, x, w, b, stride, padding, ho, wo):
     if method == "im2col":
         return conv2d_forward(x, w, b, stride, padding)[0]
     full = np.ones((x.shape[0], ho, wo), dtype=np.bool_)
-    return gated_conv2d(x, w, full, b, stride, padding, method="vector")[0]
+    return gated_conv2d_unchecked(x, w, full, b, stride, padding, method="vector")[0]
 
 
 def _choose(x, w, b, stride, padding, ho, wo):

@@ -33,8 +33,8 @@ import numpy as np
 
 from .. import functional as F
 from .._checks import check_float_array, check_same_dtype
-from ..kernels import gated_conv2d
 from ..kernels.cheap import cheap_single_unchecked
+from ..kernels.gated import gated_conv2d_unchecked
 from .layers import BatchNorm2d, Conv2d, ReLU
 from .module import Module
 
@@ -222,8 +222,8 @@ class LCCLConv2d(Module):
         macs_dense = n * ho * wo * t * c * kh * kw
         if self.sparse:  # O = V * V' fused into the gated kernel's output write
             scale = v_cheap[:, 0] if self.shared_mask else v_cheap
-            out, macs_expensive = gated_conv2d(x, conv.weight.data, mask, None, conv.stride,
-                                               conv.padding, scale=scale)
+            out, macs_expensive = gated_conv2d_unchecked(x, conv.weight.data, mask, None,
+                                                         conv.stride, conv.padding, scale=scale)
         else:  # the reference: dense conv, then the product
             v, _ = F.conv2d_forward(x, conv.weight.data, None, conv.stride, conv.padding)
             out = v * v_cheap
