@@ -1,8 +1,10 @@
 """Benchmark: gated convolution vs the dense convolution, single-threaded float32.
 
 Times ``lccl_ref.kernels.gated_conv2d`` against the project's dense
-``lccl_ref.functional.conv2d_forward`` (and PyTorch's dense conv when torch
-is importable) on the ResNet-20 layer shapes (batch 128: 16@32x32, 32@16x16,
+convolution at inference, ``lccl_ref.kernels.conv2d_inference`` (the faster of
+im2col + GEMM and the vector kernel at r = 1, as eval-mode ``Conv2d`` layers
+run it; im2col's own time is kept as ``t_im2col``), and PyTorch's dense conv
+when torch is importable, on the ResNet-20 layer shapes (batch 128: 16@32x32, 32@16x16,
 64@8x8) and ResNet-18's 64@56x56 (batch 1 and 8), 3x3 kernels, stride 1,
 padding 1, at densities 1.0 ... 0.1, with three kinds of mask:
 
@@ -39,7 +41,8 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lccl_ref.functional import conv2d_forward  # noqa: E402
-from lccl_ref.kernels import gated_conv2d  # noqa: E402
+from lccl_ref.kernels import conv2d_inference, gated_conv2d  # noqa: E402
+from lccl_ref.kernels import gated as gated_mod  # noqa: E402
 
 try:
     import torch  # noqa: E402
@@ -60,14 +63,16 @@ KINDS = ["shared-random", "shared-clustered", "per-channel"]
 OUT = Path(__file__).resolve().parent / "results" / "gated.json"
 
 
-def auto_method(kind):
-    """The variant ``method="auto"`` picks (see lccl_ref.kernels.gated)."""
-    return "tiled" if kind == "per-channel" else "gather"
+def auto_method(kind, c):
+    """The variant ``method="auto"`` picks (``lccl_ref.kernels.gated.auto_method``)."""
+    return gated_mod.auto_method(kind == "per-channel", np.float32, c)
 
 
-def other_method(kind):
+def other_method(kind, c):
     """For shared masks, the variant auto did not pick (timed to justify the choice)."""
-    return None if kind == "per-channel" else "tiled"  # the gather-GEMM needs a shared mask
+    if kind == "per-channel":
+        return None  # the gather-GEMM and vector kernels need a shared mask
+    return "gather" if auto_method(kind, c) == "vector" else "vector"
 
 
 def clustered_mask(rng, n, h, w, density, sigma=2.0):
@@ -126,7 +131,7 @@ def print_targets(rows):
         vs_dense_min = [q["real_over_ideal_min"] for q in sel]
         vs_full = [q["real_over_ideal_vs_full_mask"] for q in sel
                    if q["real_over_ideal_vs_full_mask"] is not None]
-        line = (f"{label}: real/ideal vs conv2d_forward min {min(vs_dense):.2f} "
+        line = (f"{label}: real/ideal vs conv2d_inference min {min(vs_dense):.2f} "
                 f"median {np.median(vs_dense):.2f} (min-time: min {min(vs_dense_min):.2f} "
                 f"median {np.median(vs_dense_min):.2f}; target {target})")
         if vs_full:
@@ -168,10 +173,12 @@ def main():
                 y, macs = gated_conv2d(x, w, mask, None, 1, 1)  # warm-up and check
                 m = mask[:, None] if mask.ndim == 3 else mask
                 err = float(np.abs(y - dense * m).max())
-                t_d, t_g, t_alt = [], [], []
-                alt = other_method(kind)
+                t_d, t_g, t_alt, t_i = [], [], [], []
+                alt = other_method(kind, c)
+                conv2d_inference(x, w, None, 1, 1)  # picks its kernel for this shape once
                 for _ in range(args.repeats):
-                    t_d.append(timed(conv2d_forward, x, w, None, 1, 1))
+                    t_d.append(timed(conv2d_inference, x, w, None, 1, 1))
+                    t_i.append(timed(conv2d_forward, x, w, None, 1, 1))
                     t_g.append(timed(gated_conv2d, x, w, mask, None, 1, 1))
                     if alt:
                         t_alt.append(timed(gated_conv2d, x, w, mask, None, 1, 1, method=alt))
@@ -179,8 +186,9 @@ def main():
                 r = macs / dense_macs  # measured density, from the kernel's own count
                 row = dict(
                     shape=name, n=n, c=c, t=c, hw=hw, kind=kind, target_density=density,
-                    density=r, macs=macs, dense_macs=dense_macs, method=auto_method(kind),
+                    density=r, macs=macs, dense_macs=dense_macs, method=auto_method(kind, c),
                     t_dense=float(np.median(t_d)), t_gated=float(np.median(t_g)),
+                    t_im2col=float(np.median(t_i)),
                     t_torch=t_torch, max_abs_err=err, other_method=alt,
                     t_other=float(np.median(t_alt)) if alt else None,
                 )
@@ -222,7 +230,9 @@ def main():
             rows.extend(kind_rows)
         if t_torch:
             t_ours = np.median([r["t_dense"] for r in rows if r["shape"] == name])
-            print(f"{name:20s} dense conv2d_forward / torch dense: {t_ours / t_torch:.2f}")
+            t_im2col = np.median([r["t_im2col"] for r in rows if r["shape"] == name])
+            print(f"{name:20s} dense conv2d_inference / torch dense: {t_ours / t_torch:.2f} "
+                  f"(im2col conv2d_forward / torch: {t_im2col / t_torch:.2f})")
     if args.shared_only and args.out.exists():  # keep the per-channel rows measured before
         old = json.loads(args.out.read_text())
         rows += [q for q in old["rows"] if q["kind"] == "per-channel"]

@@ -168,6 +168,13 @@ def gated_conv2d(x, w, mask, b=None, stride=1, padding=0, method="auto", *, scal
     return gated_conv2d_unchecked(x, w, mask, b, (sh, sw), p, method, scale)
 
 
+def auto_method(per_channel, dtype, c):
+    """The variant ``method="auto"`` runs: see the module header."""
+    if per_channel:
+        return "tiled"
+    return "vector" if np.dtype(dtype) == np.float32 and c <= VECTOR_MAX_C else "gather"
+
+
 def gated_conv2d_unchecked(x, w, mask, b, stride, padding, method="auto", scale=None):
     """:func:`gated_conv2d` without the argument checks, for callers that made them.
 
@@ -183,11 +190,7 @@ def gated_conv2d_unchecked(x, w, mask, b, stride, padding, method="auto", scale=
     ho, wo = (h + 2 * p[0] - kh) // sh + 1, (wd + 2 * p[1] - kw) // sw + 1
     per_channel = mask.ndim == 4
     if method == "auto":
-        if per_channel:
-            method = "tiled"
-        else:
-            small = x.dtype == np.float32 and x.shape[1] <= VECTOR_MAX_C
-            method = "vector" if small else "gather"
+        method = auto_method(per_channel, x.dtype, x.shape[1])
     dtype = x.dtype
     scaled = scale is not None
     if scaled:
