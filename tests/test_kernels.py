@@ -149,17 +149,37 @@ def test_explicit_methods_agree_and_gather_refuses_per_channel():
         gated_conv2d(x, w, shared, method="fast")
 
 
-def test_auto_picks_vector_or_gather_for_shared_and_tiled_for_per_channel(monkeypatch):
+def test_auto_times_vector_and_gather_once_per_shape_and_takes_tiled_per_channel(monkeypatch):
+    import time
+
     calls = []
-    monkeypatch.setattr(gated_mod, "gather_shared", lambda *a: calls.append("gather") or 0)
-    monkeypatch.setattr(gated_mod, "vector_shared", lambda *a: calls.append("vector") or 0)
-    monkeypatch.setattr(gated_mod, "tiled", lambda *a: calls.append("tiled") or 0)
-    big = gated_mod.VECTOR_MAX_C + 1
-    for c, per_channel in [(4, False), (4, True), (big, False), (big, True)]:
-        x = np.zeros((1, c, 6, 6), np.float32)
-        shape = (1, 2, 4, 4) if per_channel else (1, 4, 4)
-        gated_conv2d(x, np.zeros((2, c, 3, 3), np.float32), np.ones(shape, bool))
-    assert calls == ["vector", "tiled", "gather", "tiled"]
+
+    def fake(name, delay):
+        def kernel(*args):
+            calls.append(name)
+            time.sleep(delay)
+            return 0
+        return kernel
+
+    monkeypatch.setattr(gated_mod, "SHARED_CHOICES", {})
+    monkeypatch.setattr(gated_mod, "gather_shared", fake("gather", 0.0))
+    monkeypatch.setattr(gated_mod, "vector_shared", fake("vector", 0.003))
+    monkeypatch.setattr(gated_mod, "tiled", fake("tiled", 0.0))
+    x = np.zeros((1, 4, 6, 6), np.float32)
+    w = np.zeros((2, 4, 3, 3), np.float32)
+    gated_conv2d(x, w, np.ones((1, 4, 4), bool))  # times both (1 warm-up + 3 each), runs one
+    assert calls == ["vector"] * 4 + ["gather"] * 4 + ["gather"]
+    (choice,) = gated_mod.SHARED_CHOICES.values()
+    assert choice["method"] == "gather" and choice["ms"]["vector"] > choice["ms"]["gather"]
+    calls.clear()
+    gated_conv2d(x, w, np.zeros((1, 4, 4), bool))  # same shape: no timing again
+    gated_conv2d(x, w, np.ones((1, 2, 4, 4), bool))  # per-channel: tiled, untimed
+    assert calls == ["gather", "tiled"]
+    monkeypatch.setattr(gated_mod, "gather_shared", fake("gather", 0.003))
+    monkeypatch.setattr(gated_mod, "vector_shared", fake("vector", 0.0))
+    calls.clear()
+    gated_conv2d(x[:, :, :5], w, np.ones((1, 3, 4), bool))  # a new shape, now vector wins
+    assert calls[-1] == "vector" and len(gated_mod.SHARED_CHOICES) == 2
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lccl_ref.functional import conv2d_forward
-from lccl_ref.kernels import gated as gated_mod
 from lccl_ref.kernels import gated_conv2d
 from lccl_ref.kernels.vector import BLOCKS, channel_block, weight_blocks
 
@@ -146,14 +145,3 @@ def test_vector_refuses_per_channel_mask_and_bad_scale():
                      scale=np.ones((1, 4, 5), np.float32))
     with pytest.raises(TypeError, match="scale must have the dtype of x"):
         gated_conv2d(x, w, np.ones((1, 4, 4), bool), method="vector", scale=np.ones((1, 4, 4)))
-
-
-def test_auto_takes_vector_for_float32_up_to_max_c(monkeypatch):
-    calls = []
-    monkeypatch.setattr(gated_mod, "gather_shared", lambda *a: calls.append("gather") or 0)
-    monkeypatch.setattr(gated_mod, "vector_shared", lambda *a: calls.append("vector") or 0)
-    top = gated_mod.VECTOR_MAX_C
-    for c, dtype in [(1, np.float32), (top, np.float32), (top + 1, np.float32), (1, np.float64)]:
-        x = np.zeros((1, c, 5, 5), dtype)
-        gated_conv2d(x, np.zeros((3, c, 3, 3), dtype), np.ones((1, 3, 3), bool))
-    assert calls == ["vector", "vector", "gather", "gather"]

@@ -17,11 +17,12 @@ the mask.  Two dense kernels are at hand:
 Measured (float32, one thread, vector / im2col time): 0.6-0.8 on ResNet-20's
 layers at batch 128 and 1, 0.73 on ResNet-18's 64@56x56, but 0.99 at
 128@28x28 and 1.23 at 256@14x14 (batch 1), where the weights no longer fit in
-L2.  No simple rule on the shape picks the winner on every layer, so
-``method="auto"`` times both kernels the first time it meets a shape (one
-warm-up call each, then the best of :data:`TRIALS` calls) and uses the faster
-from then on; :data:`CHOICES` holds the decisions and the times they were
-based on.  Both kernels give the same result up to float rounding.
+L2, and 0.5-0.64 again at 512@7x7 and 512@3x3.  No simple rule on the shape
+picks the winner on every layer, so ``method="auto"`` times both kernels the
+first time it meets a shape (one warm-up call each, then the best of
+:data:`TRIALS` calls; :mod:`._tune`) and uses the faster from then on;
+:data:`CHOICES` holds the decisions and the times they were based on.
+Both kernels give the same result up to float rounding.
 
 Multiply-accumulates are those of the dense convention ``N*Ho*Wo*T*C*kh*kw``
 either way (the vector kernel counts them as it runs; ``im2col`` runs exactly
@@ -30,12 +31,11 @@ that GEMM).
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from ..functional import conv2d_forward
 from ..functional.conv import _check_conv_args
+from ._tune import fastest
 from .gated import gated_conv2d_unchecked
 
 DENSE_METHODS = ("auto", "im2col", "vector")
@@ -79,19 +79,9 @@ def _run(method, x, w, b, stride, padding, ho, wo):
 
 def _choose(x, w, b, stride, padding, ho, wo):
     key = (x.shape, w.shape, stride, padding, x.dtype.str, b is not None)
-    hit = CHOICES.get(key)
-    if hit is None:
-        best = {}
-        for m in ("im2col", "vector"):
-            _run(m, x, w, b, stride, padding, ho, wo)  # warm-up: compilation, first touch
-            times = []
-            for _ in range(TRIALS):
-                t0 = time.perf_counter()
-                _run(m, x, w, b, stride, padding, ho, wo)
-                times.append(time.perf_counter() - t0)
-            best[m] = 1e3 * min(times)
-        hit = CHOICES[key] = dict(method=min(best, key=best.get), ms=best)
-    return hit["method"]
+    return fastest(CHOICES, key, {
+        m: (lambda m=m: _run(m, x, w, b, stride, padding, ho, wo)) for m in ("im2col", "vector")
+    }, TRIALS)
 
 
 __all__ = ["CHOICES", "DENSE_METHODS", "conv2d_inference"]

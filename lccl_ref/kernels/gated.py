@@ -26,19 +26,22 @@ Variants (``method=``)
     ``T`` with the accumulators in registers.  No im2col rows, no GEMM, no
     channel-last transpose of ``x``.
 ``"auto"``
-    ``"tiled"`` for per-channel masks.  For shared masks ``"vector"`` for
-    float32 with ``C <= VECTOR_MAX_C`` (128), else ``"gather"``.  Measured
-    (``benchmarks/bench_vector.py`` and one-off runs at other shapes; 3x3,
-    float32, one core shared with other jobs, +-10 %), vector/gather time
-    at r = 0.3 ... 1: 0.46-0.63 at 16@32x32 (batch 128 and 1), 0.72-0.81 at
-    32@16x16 batch 128, 0.87-0.96 at 64@8x8 batch 128, 0.90-0.98 at
-    64@56x56 batch 1, 0.72-0.80 at 16 -> 64 channels @16x16, 0.88-0.94 at
-    64 -> 128 and 96 -> 96 @8x8, 0.96-1.01 at 128@28x28 (batch 1 and 8),
-    1.04-1.10 at 256@14x14 batch 1: larger C stays with BLAS.  In
-    float64 the vector blocks spill registers (r = 0.65, batch 128: vector
-    35 ms, gather 21 ms at 64@8x8; 37 and 27 at 32@16x16; 39 and 45 at
-    16@32x32); float64 is the checking dtype, so there ``"auto"`` keeps
-    the GEMM.
+    ``"tiled"`` for per-channel masks.  For shared masks the faster of
+    ``"vector"`` and ``"gather"`` for the call's shape, timed at the first
+    call with that shape (:mod:`._tune`; :data:`SHARED_CHOICES` keeps the
+    decisions and times).  No rule on the shape picks the winner everywhere.
+    Measured (``benchmarks/bench_vector.py`` and one-off runs at other
+    shapes; 3x3, float32, one core shared with other jobs, +-10 %),
+    vector/gather time at r = 0.3 ... 1: 0.46-0.63 at 16@32x32 (batch 128
+    and 1), 0.72-0.81 at 32@16x16 batch 128, 0.87-0.96 at 64@8x8 batch 128,
+    0.90-0.98 at 64@56x56 batch 1, 0.72-0.80 at 16 -> 64 channels @16x16,
+    0.88-0.94 at 64 -> 128 and 96 -> 96 @8x8, 0.96-1.01 at 128@28x28
+    (batch 1 and 8), 1.04-1.10 at 256@14x14 batch 1, but about 0.5 at
+    512@3x3 and 512@7x7 (batch 1), where both are bound by reading the
+    9.4 MB of weights and gather's GEMMs on a few rows read them once per
+    piece.  In float64 the vector blocks spill registers (r = 0.65, batch
+    128: vector 35 ms, gather 21 ms at 64@8x8; 37 and 27 at 32@16x16; 39 and
+    45 at 16@32x32).
     ``benchmarks/bench_gated.py`` compared ``"tiled"`` with ``"gather"`` on
     shared masks: on an idle core the gather-GEMM was faster on every ResNet
     shape (tiled/gather 1.1-1.4 at C = 16 and 32, 1.0-1.4 at C = 64).
@@ -71,6 +74,7 @@ import numpy as np
 
 from ..functional.conv import _check_conv_args, weight_matrix
 from ..functional.im2col import pad_nhwc
+from ._tune import fastest
 from .direct import direct_per_channel, direct_shared
 from .gather import gather_shared
 from .tiled import tiled
@@ -78,8 +82,8 @@ from .vector import band_cells, channel_block, vector_shared, weight_blocks
 
 METHODS = ("auto", "direct", "gather", "tiled", "vector")
 
-#: ``method="auto"`` takes ``"vector"`` for float32 shared masks up to this many input channels.
-VECTOR_MAX_C = 128
+#: ``method="auto"`` on shared masks: ``{shape key: {"method", "ms"}}``, see :mod:`._tune`.
+SHARED_CHOICES: dict = {}
 
 #: Bytes of padded input the tiled kernel takes per call (a few images; stays in L2).
 GROUP_BYTES = 1 << 18
@@ -168,11 +172,9 @@ def gated_conv2d(x, w, mask, b=None, stride=1, padding=0, method="auto", *, scal
     return gated_conv2d_unchecked(x, w, mask, b, (sh, sw), p, method, scale)
 
 
-def auto_method(per_channel, dtype, c):
-    """The variant ``method="auto"`` runs: see the module header."""
-    if per_channel:
-        return "tiled"
-    return "vector" if np.dtype(dtype) == np.float32 and c <= VECTOR_MAX_C else "gather"
+def shared_key(x, w, stride, padding, scaled):
+    """The key of :data:`SHARED_CHOICES` for a shared-mask call."""
+    return (x.shape, w.shape, tuple(stride), tuple(padding), x.dtype.str, bool(scaled))
 
 
 def gated_conv2d_unchecked(x, w, mask, b, stride, padding, method="auto", scale=None):
@@ -189,8 +191,12 @@ def gated_conv2d_unchecked(x, w, mask, b, stride, padding, method="auto", scale=
     t, _, kh, kw = w.shape
     ho, wo = (h + 2 * p[0] - kh) // sh + 1, (wd + 2 * p[1] - kw) // sw + 1
     per_channel = mask.ndim == 4
-    if method == "auto":
-        method = auto_method(per_channel, x.dtype, x.shape[1])
+    if method == "auto" and per_channel:
+        method = "tiled"
+    elif method == "auto":  # the faster of vector and gather for this shape, timed once
+        method = fastest(SHARED_CHOICES, shared_key(x, w, stride, padding, scale is not None), {
+            m: (lambda m=m: gated_conv2d_unchecked(x, w, mask, b, stride, padding, m, scale))
+            for m in ("vector", "gather")})
     dtype = x.dtype
     scaled = scale is not None
     if scaled:
