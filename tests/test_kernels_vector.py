@@ -145,3 +145,21 @@ def test_vector_refuses_per_channel_mask_and_bad_scale():
                      scale=np.ones((1, 4, 5), np.float32))
     with pytest.raises(TypeError, match="scale must have the dtype of x"):
         gated_conv2d(x, w, np.ones((1, 4, 4), bool), method="vector", scale=np.ones((1, 4, 4)))
+
+
+@pytest.mark.parametrize("cells", [1, 7, 13, 40])
+def test_bands_of_any_size_give_the_same_result(monkeypatch, cells):
+    # real layers use bands of >= 256 cells (one band for every small test image), so
+    # force small bands here: band boundaries mid-row, a short last band, one row per band
+    from lccl_ref.kernels import gated as gated_mod
+
+    monkeypatch.setattr(gated_mod, "band_cells", lambda t_pad, itemsize: cells)
+    rng = np.random.default_rng(cells)
+    x = rng.standard_normal((2, 3, 9, 8))
+    w = rng.standard_normal((5, 3, 3, 3))
+    mask = rng.random((2, 9, 8)) < 0.6
+    scale = rng.standard_normal((2, 9, 8))
+    y, macs = gated_conv2d(x, w, mask, None, 1, 1, method="vector", scale=scale)
+    ref, ref_macs = gated_conv2d(x, w, mask, None, 1, 1, method="direct", scale=scale)
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+    assert macs == ref_macs

@@ -80,6 +80,8 @@ _FMA = {"contract"}
 BLOCKS = {16: 5, 24: 3}
 #: Bytes of one band's results ``(T_pad, cells)``: a band is as many output rows as fit.
 BAND_BYTES = 32768
+#: ... but never fewer output cells than this in a band (see :func:`band_cells`).
+MIN_BAND_CELLS = 256
 #: Stack slots for one block's accumulators (``PB * TB`` <= this).
 _ACC = 96
 
@@ -151,8 +153,16 @@ def channel_block(t):
 
 
 def band_cells(t_pad, itemsize):
-    """Output cells per band: the band's ``(T_pad, cells)`` results fill ``BAND_BYTES``."""
-    return max(1, BAND_BYTES // (t_pad * itemsize))
+    """Output cells per band: the band's ``(T_pad, cells)`` results fill ``BAND_BYTES``,
+    but at least ``MIN_BAND_CELLS``.
+
+    Each band streams all the weight blocks once, so at large ``T`` (and ``C``)
+    a band of a few cells spends its time reading weights: at 512@7x7 (batch
+    1) a 16-cell band took 13.9 ms at r = 1 and 11.3 at r = 0.65, a 256-cell
+    band 12.1 and 10.2; at 256@14x14 9.2 / 6.7 -> 8.5 / 5.9.  No change at
+    T <= 64, where ``BAND_BYTES`` already gives 128 cells or more.
+    """
+    return max(MIN_BAND_CELLS, BAND_BYTES // (t_pad * itemsize))
 
 
 def weight_blocks(w, tb):
