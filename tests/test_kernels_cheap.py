@@ -58,6 +58,46 @@ def test_property_relu_of_the_dense_conv(n, c, h, wd, kh, kw, sh, sw, ph, pw, bi
     assert (v >= 0).all()
 
 
+@pytest.mark.parametrize("n, c, h, wd, k, stride, padding", [
+    (14, 64, 8, 8, 3, 1, 1),    # several chunks of images, the last one short
+    (2, 16, 32, 32, 3, 1, 1),   # more positions per image than one block
+    (3, 8, 33, 37, 3, 2, 1),    # stride 2: even / odd column planes, odd sizes
+    (2, 5, 17, 19, 3, 3, 1),    # stride 3: strided column copy
+    (3, 1, 9, 10, 3, 1, 1),     # one input channel: fewer than 8 taps
+    (4, 7, 12, 12, 1, 2, 0),    # 1x1 stride 2: only the even phase is read
+    (2, 3, 10, 9, 1, 1, 1),     # padding wider than the kernel: separate zero borders
+    (2, 6, 11, 13, 5, 2, 2),    # 5x5 stride 2: three rows of taps per phase
+    (2, 4, 8, 8, 3, 1, 0),      # no padding
+])
+def test_layouts_equal_the_naive_conv(n, c, h, wd, k, stride, padding):
+    # the chunk / block / phase-plane layouts, compared with the loop conv in float64;
+    # a second call on other images reuses nothing from the first
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((1, c, k, k))
+    b = np.array([0.2])
+    for _ in range(2):
+        x = rng.standard_normal((n, c, h, wd))
+        v, mask, active = cheap_single(x, w, b, stride, padding)
+        ref = np.maximum(conv2d_naive(x, w, b, stride, padding)[:, 0], 0)
+        np.testing.assert_allclose(v, ref, rtol=1e-12, atol=1e-12)
+        assert np.array_equal(mask, ref > 0) and active == int(np.count_nonzero(ref))
+
+
+def test_float32_tolerance_and_inputs_left_alone():
+    # float32 against the float64 conv; x, w and b are read, never written
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 16, 32, 32)).astype(np.float32)
+    w = rng.standard_normal((1, 16, 3, 3)).astype(np.float32)
+    b = np.array([0.1], np.float32)
+    copies = x.copy(), w.copy(), b.copy()
+    v, mask, active = cheap_single(x, w, b, 1, 1)
+    ref = _reference(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), 1, 1)
+    np.testing.assert_allclose(v, ref, rtol=1e-4, atol=1e-4)
+    assert v.dtype == np.float32 and active == int(np.count_nonzero(v))
+    for a, a0 in zip((x, w, b), copies):
+        assert np.array_equal(a, a0)
+
+
 def test_bad_input():
     x = np.ones((1, 2, 4, 4), np.float32)
     w = np.ones((1, 2, 3, 3), np.float32)

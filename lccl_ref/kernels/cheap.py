@@ -9,41 +9,103 @@ single output channel, and at inference its BN is folded into the conv
 
 with the taps that fall into the zero padding adding nothing.
 
-How (:func:`cheap_single`, one Numba call, ``x`` read in place, NCHW):
+How (:func:`cheap_single`, one Numba call, NCHW, ``x`` only read):
 
-1. tap planes ``Z[(p, q), :] = sum_c w[c, p, q] * x[n, c, :]`` for each image,
-   ``kh*kw`` weighted sums of the ``C`` input planes, as long contiguous
-   axpys (vectorised), a block of columns at a time so ``Z`` stays in L1;
-2. shift-add: ``V'[n, i, j] = b + sum_{p, q} Z[(p, q), i*sh + p - ph, j*sw + q - pw]``;
-3. ReLU, mask and count in the same sweep over the output row.
+1. copy a chunk of images (as many as fit in :data:`BUF_BYTES`) into
+   zero-bordered *planes* laid out so that every output position is one
+   flat index ``e = (image_slot*Hs + i)*Wq + j`` and every tap ``(c, p, q)``
+   a constant offset from it.  At stride 1 a plane is the padded image,
+   and neighbours share their zero borders (``Wq = W + pw``: a row's right
+   padding is the next row's left padding; ``Hs = H + ph`` likewise between
+   images), so only ``(H+ph)(W+pw)/(H*W)`` of the positions are wasted.
+   At stride ``s`` each channel is split into ``s x s`` phase planes
+   (``plane[a, b][r, j] = xpad[s*r + a, s*j + b]``), which turns the strided
+   conv into a stride-1 one over ``C*s*s`` planes with ``ceil(k/s)^2`` taps
+   each, so only the needed outputs are computed (even / odd columns split
+   in one pass at stride 2).  Positions outside ``x`` are zeroed once per
+   call and never written;
+2. for a block of :data:`BLOCK` flat positions, sweeps of eight taps::
+
+       acc[e] += w0*P[e + o0] + ... + w7*P[e + o7]      (e over the block)
+
+   ``acc`` is on the stack (:func:`~lccl_ref.kernels.vector._stack_ptr`, so
+   LLVM knows it aliases nothing and vectorises the sweep without run-time
+   checks; the block is rounded up to whole vectors, the extra positions are
+   garbage that the buffer's slack absorbs): per 8 lanes, 9 loads, 8 FMAs and
+   one store (sweeps of 4 and 1 taps for the rest of ``C*kh*kw``);
+3. ReLU, mask and count while writing the block's output rows.
 
 Why not im2col + GEMM: the cheap conv has one output channel, so im2col
-would copy the input ``kh*kw`` times to feed a one-column product.  The
-NumPy version this replaces (the same tap planes by one batched GEMM, then
-nine shifted adds, ReLU, mask and count as separate array passes) spent most
-of a batch-1 call in Python: 0.09-0.11 ms per ResNet-20 layer whose
-expensive conv takes 0.25 ms.
+would copy the input ``kh*kw`` times to feed a one-column product.
 
-Work: step 1 runs on every input position, ``C*kh*kw*H*W`` MACs per image;
-at stride 1 with "same" padding that is the cost model's ``C*kh*kw*Ho*Wo``
-(the ``macs_cheap`` of ``LCCLConv2d.last_stats``), at stride 2 it is about
-four times that (every input row is read by some tap, but each tap needs
-only a quarter of its plane).  Two of ResNet-20's eighteen LCCL layers have
-stride 2; their cheap branch is 1/T of their cost.
+Only the ``contract`` fast-math flag is set (FMAs): each output is a plain
+sum over the taps in ``(c, p, q)`` order, so the result is the loop conv's
+up to the grouping of eight taps and the fused roundings.
 
-The naive twin is ``functional.conv2d_forward`` followed by ``max(., 0)``
-(``tests/test_kernels.py``).
+Work: ``C*kh*kw`` MACs per flat position, the cost model's
+``C*kh*kw*Ho*Wo`` (``macs_cheap`` of ``LCCLConv2d.last_stats``) times
+``(Hs*Wq)/(Ho*Wo)``: 1.06 at 32x32, 1.13 at 16x16, 1.27 at 8x8 (3x3, pad 1),
+at stride 2 too (the previous version computed all ``H*W`` positions, four
+times the needed work).
+
+Measured (float32, one thread, medians of 11, the better of 3 alternating
+runs, old and new in one process; one core of a shared AMD EPYC (Zen 1),
+others running, so +-10 %).  ResNet-20 shapes, 3x3 pad 1 unless said:
+
+===========================  =========  =========
+N, C@HxW, stride             old (ms)   new (ms)
+===========================  =========  =========
+128, 16@32x32, 1                 4.9        2.8
+128, 16@32x32, 2                 4.8        1.8
+128, 32@16x16, 1                 2.1        1.5
+128, 32@16x16, 2                 1.9        1.2
+128, 64@8x8, 1                   1.2        0.85
+1, 16@32x32, 1                   0.051      0.039
+1, 64@8x8, 1                     0.026      0.024
+1, 64@56x56, 1                   0.34       0.25
+128, 16@32x32, 1x1, 1            1.55       1.35
+128, 16@32x32, 1x1, 2            1.35       1.15
+===========================  =========  =========
+
+At 128x16@32x32 stride 1: copy 0.87 ms (a NumPy ``x.sum()`` of the same
+8 MB takes 0.86), sweeps 1.75 ms (10.8 GMAC/s; the sweep alone in L1 runs at
+14.7 GMAC/s with aligned taps, 11-13 with the shifted ones: apparently
+bound by the nine 256-bit loads and the store per 8 FMAs), output
+0.15 ms.  The old tap planes did the same MACs as axpys through memory
+(a load and a store per FMA) plus a shift-add pass.
+
+Tried and dropped: two output rows per sweep for 3x3 (row-phase planes, the
+shared input rows loaded once: 12 loads for 18 FMAs; 13.9 GMAC/s in L1 but
+only 6 % faster end to end); 4 rows (no better in L1); splitting the
+eight-tap FMA chain into two or four partial sums (no change: not latency
+bound); copying the next chunk between sweeps, or software prefetch of it,
+to overlap the copy with the sweeps (5-15 % slower); 512 / 2048 positions per
+block and a 64 KB buffer (same); a 32-byte aligned accumulator (same);
+vectorising across a block's columns with the channels inside (LLVM's SLP
+vectoriser left it scalar, 1 GMAC/s).  Keep out of this kernel: integer
+divisions per row or tap (the tap table by ``%`` and ``//`` per channel and
+tap: 0.028 instead of 0.024 ms at 1x64@8x8), and the copy's branches inside
+the main kernel's loops (the copy ran 3x slower than as its own function).
+
+The naive twin is ``functional.conv2d_naive`` followed by ``max(., 0)``
+(``tests/test_kernels_cheap.py``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.np.numpy_support import carray
 
 from .._checks import check_float_array, check_same_dtype, conv_output_size, pair
+from .vector import _stack_ptr
 
-#: Input positions per block of tap planes: ``kh*kw`` planes of 512 float32 stay in L1.
-BLOCK = 512
+#: Fast-math flags of the sums: FMA contraction only, no reassociation.
+_FMA = {"contract"}
+#: Output positions per block: a block's accumulators live on the stack (L1).
+BLOCK = 1024
+#: Bytes of the plane buffer: a chunk holds as many images as fit (at least one).
+BUF_BYTES = 131072
 
 
 def cheap_single(x, w, b, stride=1, padding=0):
@@ -91,69 +153,159 @@ def cheap_single_unchecked(x, w, b, stride, padding):
     ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
     v = np.empty((n, ho, wo), dtype=x.dtype)
     mask = np.empty((n, ho, wo), dtype=np.bool_)
-    taps = np.ascontiguousarray(w[0].reshape(c, kh * kw))  # (C, kh*kw), tap t = p*kw + q
-    active = _cheap_single(np.ascontiguousarray(x), taps, b[0], kh, kw, sh, sw, ph, pw, v, mask)
+    active = _cheap_single(np.ascontiguousarray(x), np.ascontiguousarray(w[0]), b[0],
+                           sh, sw, ph, pw, v, mask)
     return v, mask, int(active)
 
 
-@njit(cache=True, fastmath={"contract"})
-def _cheap_single(x, taps, b, kh, kw, sh, sw, ph, pw, v, mask):
-    """Steps 1-3 of the module header for every image; returns the active count.
+@njit(cache=True)
+def _copy_image(xn, buf, chan, plane, rowmap, cols, pw, sw, eo, oo, je, jo):
+    """Step 1: copy the image ``xn`` (C, H, W) into its slot of the planes, from ``buf[0]``.
 
-    ``x`` (N, C, H, W) C-contiguous, ``taps`` (C, kh*kw), ``v`` / ``mask`` (N, Ho, Wo).
+    ``rowmap[xr]`` is the offset of input row ``xr`` in a channel's planes (-1: read by no
+    tap), ``chan`` the distance between channels; columns: contiguous at stride 1, split
+    into the even / odd planes (offsets ``eo`` / ``oo``, at most ``je`` / ``jo`` columns)
+    at stride 2, else phase ``b`` takes its columns ``cols[b, 0] <= j < cols[b, 1]`` from
+    ``x`` columns ``cols[b, 2] + (j - cols[b, 0])*sw``.  Positions never written stay zero.
+    """
+    c, h, wd = xn.shape
+    for ch in range(c):
+        for xr in range(h):
+            rm = rowmap[xr]
+            if rm < 0:
+                continue
+            src = xn[ch, xr]
+            base = ch * chan + rm
+            if sw == 1:
+                dst = buf[base + pw:base + pw + wd]
+                k = 0
+                while k + 8 <= wd:  # loads, then stores: 0.85 not 0.98 ms at 128x64@8x8
+                    a0, a1, a2, a3 = src[k], src[k + 1], src[k + 2], src[k + 3]
+                    a4, a5, a6, a7 = src[k + 4], src[k + 5], src[k + 6], src[k + 7]
+                    dst[k], dst[k + 1], dst[k + 2], dst[k + 3] = a0, a1, a2, a3
+                    dst[k + 4], dst[k + 5], dst[k + 6], dst[k + 7] = a4, a5, a6, a7
+                    k += 8
+                for r in range(k, wd):
+                    dst[r] = src[r]
+            elif eo >= 0:
+                even, odd = buf[base + eo:], buf[base + oo:]
+                npair = min(wd // 2, je, jo)
+                for k in range(npair):
+                    even[k] = src[2 * k]
+                    odd[k] = src[2 * k + 1]
+                for xc in range(2 * npair, wd):
+                    k = xc // 2
+                    if xc % 2 == 0:
+                        if k < je:
+                            even[k] = src[xc]
+                    elif k < jo:
+                        odd[k] = src[xc]
+            else:
+                for bb in range(cols.shape[0]):
+                    c0, c1, x0 = cols[bb, 0], cols[bb, 1], cols[bb, 2]
+                    dst = buf[base + bb * plane + c0:]
+                    for k in range(c1 - c0):
+                        dst[k] = src[x0 + k * sw]
+
+
+@njit(cache=True, fastmath=_FMA)
+def _cheap_single(x, wt, b, sh, sw, ph, pw, v, mask):
+    """Steps 1-3 of the module header for every chunk of images; returns the active count.
+
+    ``x`` (N, C, H, W) C-contiguous, ``wt`` (C, kh, kw), ``v`` / ``mask`` (N, Ho, Wo).
     """
     n_img, c, h, wd = x.shape
+    kh, kw = wt.shape[1], wt.shape[2]
     _, ho, wo = v.shape
-    ntap = kh * kw
-    hw = h * wd
-    xf = x.reshape(n_img, c, hw)
-    z = np.empty((ntap, hw), dtype=x.dtype)
+    na, nb = min(sh, kh), min(sw, kw)  # row / column phases read by some tap
+    if sh == 1 and sw == 1 and ph <= kh - 1 and pw <= kw - 1:
+        hs, wq = h + ph, wd + pw  # neighbours share their zero rows and columns
+    else:
+        hs, wq = ho + (kh - 1) // sh, wo + (kw - 1) // sw
+    img = hs * wq  # one image's slot in a plane
+    nc = max(1, min(n_img, BUF_BYTES // (c * na * nb * img * x.itemsize)))
+    plane = (nc * hs + ph) * wq  # ph zero rows below the last slot
+    chan = na * nb * plane
+    nt = c * kh * kw
+    tw = wt.reshape(nt)  # tap weights, (ch, p, q) order, and their offsets in the buffer
+    to = np.empty(nt, dtype=np.int64)
+    kk = kh * kw
+    tap = np.empty(kk, dtype=np.int64)
+    for p in range(kh):  # divisions once per tap, not per channel and tap
+        for q in range(kw):
+            tap[p * kw + q] = ((p % sh) * nb + q % sw) * plane + (p // sh) * wq + q // sw
+    for ch in range(c):
+        for k in range(kk):
+            to[ch * kk + k] = ch * chan + tap[k]
+    rowmap = np.full(h, -1, dtype=np.int64)
+    for xr in range(h):
+        a, r = (xr + ph) % sh, (xr + ph) // sh
+        if a < na and r < hs:
+            rowmap[xr] = a * nb * plane + r * wq
+    cols = np.zeros((nb, 3), dtype=np.int64)
+    for bb in range(nb):
+        c0 = max(0, -((bb - pw) // sw))  # first column of phase bb inside x
+        cols[bb, 0], cols[bb, 1] = c0, max(c0, min(wq, (wd - 1 + pw - bb) // sw + 1))
+        cols[bb, 2] = c0 * sw + bb - pw
+    eo, oo, je, jo = -1, -1, 0, 0
+    if sw == 2 and nb == 2:
+        eo, oo = (pw % 2) * plane + pw // 2, ((pw + 1) % 2) * plane + (pw + 1) // 2
+        je, jo = wq - pw // 2, wq - (pw + 1) // 2
+    # slack: the taps of the garbage positions (a block rounded up to 8) read past the end
+    buf = np.zeros(c * chan + 8 + kh * wq + kw, dtype=x.dtype)
+    acc = carray(_stack_ptr(BLOCK, x.dtype), (BLOCK,))
     zero = v.dtype.type(0)
     active = 0
-    for n in range(n_img):
-        for e0 in range(0, hw, BLOCK):  # 1. tap planes, a block of positions at a time
-            e1 = min(hw, e0 + BLOCK)
-            m = e1 - e0
-            for t in range(ntap):
-                zt = z[t, e0:e1]
-                for e in range(m):
-                    zt[e] = zero
-            for ch in range(c):
-                plane = xf[n, ch, e0:e1]
-                for t in range(ntap):
-                    wv = taps[ch, t]
-                    zt = z[t, e0:e1]
-                    for e in range(m):  # from 0: LLVM then knows e >= 0 and vectorises
-                        zt[e] += wv * plane[e]
-        out = v[n]
-        for i in range(ho):
-            orow = out[i]
-            for j in range(wo):
-                orow[j] = b
-            for p in range(kh):  # 2. shift-add; taps in the padding are skipped
-                r = i * sh + p - ph
-                if r < 0 or r >= h:
+    for n0 in range(0, n_img, nc):
+        n1 = min(n_img, n0 + nc)
+        for nl in range(n1 - n0):  # 1. the chunk's planes
+            _copy_image(x[n0 + nl], buf[nl * img:], chan, plane, rowmap, cols, pw, sw,
+                        eo, oo, je, jo)
+        total = ((n1 - n0 - 1) * hs + ho - 1) * wq + wo  # flat positions up to the last output
+        for e0 in range(0, total, BLOCK):
+            m = min(BLOCK, total - e0)
+            m8 = (m + 7) // 8 * 8  # whole vectors: no scalar remainder in the 8-tap sweeps
+            for e in range(m8):
+                acc[e] = b
+            t = 0
+            while t + 8 <= nt:  # 2. eight taps per sweep: one load and store of acc
+                w0, w1, w2, w3 = tw[t], tw[t + 1], tw[t + 2], tw[t + 3]
+                w4, w5, w6, w7 = tw[t + 4], tw[t + 5], tw[t + 6], tw[t + 7]
+                s0, s1 = buf[e0 + to[t]:], buf[e0 + to[t + 1]:]
+                s2, s3 = buf[e0 + to[t + 2]:], buf[e0 + to[t + 3]:]
+                s4, s5 = buf[e0 + to[t + 4]:], buf[e0 + to[t + 5]:]
+                s6, s7 = buf[e0 + to[t + 6]:], buf[e0 + to[t + 7]:]
+                for e in range(m8):
+                    acc[e] = (acc[e] + w0 * s0[e] + w1 * s1[e] + w2 * s2[e] + w3 * s3[e]
+                              + w4 * s4[e] + w5 * s5[e] + w6 * s6[e] + w7 * s7[e])
+                t += 8
+            if t + 4 <= nt:
+                w0, w1, w2, w3 = tw[t], tw[t + 1], tw[t + 2], tw[t + 3]
+                s0, s1 = buf[e0 + to[t]:], buf[e0 + to[t + 1]:]
+                s2, s3 = buf[e0 + to[t + 2]:], buf[e0 + to[t + 3]:]
+                for e in range(m8):
+                    acc[e] = acc[e] + w0 * s0[e] + w1 * s1[e] + w2 * s2[e] + w3 * s3[e]
+                t += 4
+            while t < nt:
+                w0 = tw[t]
+                s0 = buf[e0 + to[t]:]
+                for e in range(m8):
+                    acc[e] = acc[e] + w0 * s0[e]
+                t += 1
+            for gr in range(e0 // wq, (e0 + m - 1) // wq + 1):  # 3. the block's output rows
+                i = gr % hs
+                j0, j1 = max(0, e0 - gr * wq), min(wo, e0 + m - gr * wq)
+                if i >= ho or j0 >= j1:
                     continue
-                for q in range(kw):
-                    j0 = max(0, -((q - pw) // sw))  # first j with j*sw + q - pw >= 0
-                    j1 = min(wo, (wd - 1 + pw - q) // sw + 1)
-                    if j0 >= j1:
-                        continue
-                    c0 = j0 * sw + q - pw  # first input column read
-                    zrow = z[p * kw + q, r * wd + c0:(r + 1) * wd]
-                    dst = orow[j0:j1]
-                    if sw == 1:
-                        for j in range(j1 - j0):
-                            dst[j] += zrow[j]
-                    else:
-                        for j in range(j1 - j0):
-                            dst[j] += zrow[j * sw]
-            mrow = mask[n, i]
-            for j in range(wo):  # 3. ReLU, mask, count
-                on = orow[j] > zero
-                orow[j] = orow[j] if on else zero
-                mrow[j] = on
-                active += on
+                src = acc[gr * wq + j0 - e0:]
+                n = n0 + gr // hs
+                orow, mrow = v[n, i, j0:j1], mask[n, i, j0:j1]
+                for j in range(j1 - j0):
+                    val = src[j]
+                    on = val > zero
+                    orow[j] = val if on else zero
+                    mrow[j] = on
+                    active += on
     return active
 
 
