@@ -200,3 +200,13 @@ def test_assigning_attributes_keeps_registration_right():
     conv = Conv2d(1, 2, 3)
     conv.weight = None
     assert "weight" not in conv.state_dict()
+
+
+def test_eval_batchnorm_refuses_wrong_channels_and_dtype():
+    bn = BatchNorm2d(3).eval()
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        bn.forward(np.ones((1, 4, 2, 2), np.float32))
+    with pytest.raises(TypeError, match="dtype float64 but the module is float32"):
+        bn.forward(np.ones((1, 3, 2, 2)))
+    with pytest.raises(ValueError, match="4-D"):
+        bn.inference(np.ones((3, 2, 2), np.float32))

@@ -191,23 +191,31 @@ def batchnorm2d_inference(x, gamma, beta, running_mean, running_var, eps=1e-5, r
         raise ValueError(f"eps must be > 0, got {eps}")
     if not isinstance(relu, (bool, np.bool_)):
         raise TypeError(f"relu must be a bool, got {type(relu).__name__}")
-    dt = x.dtype
-    s = (gamma / np.sqrt(running_var + dt.type(eps))).astype(dt)  # (C,)
-    h = (beta - running_mean * s).astype(dt)  # (C,)
-    n, _, hh, ww = x.shape
-    y = np.empty((n, c, hh, ww), dtype=dt)
-    _affine_relu(np.ascontiguousarray(x).reshape(n, c, hh * ww), s, h, bool(relu),
-                 y.reshape(n, c, hh * ww))
+    return batchnorm2d_inference_unchecked(x, gamma, beta, running_mean, running_var, eps,
+                                           bool(relu))
+
+
+def batchnorm2d_inference_unchecked(x, gamma, beta, running_mean, running_var, eps, relu):
+    """:func:`batchnorm2d_inference` without the argument checks, for callers that made
+    them (``BatchNorm2d.inference``: at batch 1 the checks cost as much as the pass)."""
+    n, c, hh, ww = x.shape
+    y = np.empty((n, c, hh, ww), dtype=x.dtype)
+    _affine_relu(np.ascontiguousarray(x).reshape(n, c, hh * ww), gamma, beta, running_mean,
+                 running_var, x.dtype.type(eps), relu, y.reshape(n, c, hh * ww))
     return y
 
 
 @njit(cache=True)
-def _affine_relu(x, s, h, relu, y):
-    """``y[n, c, :] = x[n, c, :] * s[c] + h[c]``, then ``max(., 0)`` if ``relu``; (N, C, H*W)."""
+def _affine_relu(x, gamma, beta, mean, var, eps, relu, y):
+    """``y[n, c, :] = x[n, c, :] * s[c] + h[c]``, then ``max(., 0)`` if ``relu``; (N, C, H*W).
+
+    ``s = gamma / sqrt(var + eps)``, ``h = beta - mean * s``, in the dtype of ``x``.
+    """
     zero = x.dtype.type(0)
-    for n in range(x.shape[0]):
-        for c in range(x.shape[1]):
-            a, b = s[c], h[c]
+    for c in range(x.shape[1]):
+        a = gamma[c] / np.sqrt(var[c] + eps)
+        b = beta[c] - mean[c] * a
+        for n in range(x.shape[0]):
             src, dst = x[n, c], y[n, c]
             if relu:
                 for e in range(src.shape[0]):

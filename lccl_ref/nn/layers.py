@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import functional as F
 from .._checks import FLOAT_DTYPES, check_float_array, pair
+from ..functional.batchnorm import batchnorm2d_inference_unchecked
 from ..kernels.dense import conv2d_inference
 from .module import Module, Parameter
 
@@ -127,8 +128,15 @@ class BatchNorm2d(Module):
         Keeps only a reference to ``x``; a later :meth:`backward` (gradients
         through a frozen-statistics BN) recomputes the eval-mode cache from it.
         """
-        y = F.batchnorm2d_inference(x, self.weight.data, self.bias.data, self.running_mean,
-                                    self.running_var, self.eps, relu)
+        check_float_array("x", x, ndim=4)
+        if x.shape[1] != self.num_features:
+            raise ValueError(f"x must have shape (N, {self.num_features}, H, W), got {x.shape}")
+        if x.dtype != self.weight.data.dtype:
+            raise TypeError(f"x has dtype {x.dtype} but the module is "
+                            f"{self.weight.data.dtype} (see Module.astype)")
+        y = batchnorm2d_inference_unchecked(x, self.weight.data, self.bias.data,
+                                            self.running_mean, self.running_var, self.eps,
+                                            bool(relu))
         self._cache = ("eval input", x)
         return y
 
