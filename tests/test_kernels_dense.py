@@ -87,3 +87,16 @@ def test_eval_conv_module_uses_it_and_backward_still_works():
     conv.forward(x)
     conv.zero_grad()
     np.testing.assert_allclose(dx, conv.backward(dy), rtol=1e-12, atol=1e-12)
+
+
+def test_eval_conv_module_refuses_bad_input():
+    conv = Conv2d(3, 4, 3, 1, 0, rng=0).eval()
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        conv.forward(np.ones((1, 2, 5, 5), np.float32))
+    with pytest.raises(TypeError, match="dtype float64 but the module is float32"):
+        conv.forward(np.ones((1, 3, 5, 5)))
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        conv.forward(np.ones((1, 3, 2, 5), np.float32))
+    conv.inference_method = "fft"
+    with pytest.raises(ValueError, match="inference_method must be one of"):
+        conv.forward(np.ones((1, 3, 5, 5), np.float32))

@@ -62,9 +62,18 @@ def conv2d_inference(x, w, b=None, stride=1, padding=0, method="auto"):
     y : ndarray, (N, T, Ho, Wo), dtype of ``x``: ``conv2d_forward(x, w, b, ...)[0]``
         up to float rounding.
     """
-    (sh, sw), (ph, pw), ho, wo = _check_conv_args(x, w, b, stride, padding)
+    stride, padding, _, _ = _check_conv_args(x, w, b, stride, padding)
     if method not in DENSE_METHODS:
         raise ValueError(f"method must be one of {DENSE_METHODS}, got {method!r}")
+    return conv2d_inference_unchecked(x, w, b, stride, padding, method)
+
+
+def conv2d_inference_unchecked(x, w, b, stride, padding, method="auto"):
+    """:func:`conv2d_inference` without the argument checks (``stride``, ``padding``
+    as int pairs), for eval-mode ``Conv2d``, which checks ``x`` against its own weight."""
+    (sh, sw), (ph, pw) = stride, padding
+    ho = (x.shape[2] + 2 * ph - w.shape[2]) // sh + 1
+    wo = (x.shape[3] + 2 * pw - w.shape[3]) // sw + 1
     if method == "auto":
         method = _choose(x, w, b, (sh, sw), (ph, pw), ho, wo)
     return _run(method, x, w, b, (sh, sw), (ph, pw), ho, wo)
@@ -84,4 +93,4 @@ def _choose(x, w, b, stride, padding, ho, wo):
     }, TRIALS)
 
 
-__all__ = ["CHOICES", "DENSE_METHODS", "conv2d_inference"]
+__all__ = ["CHOICES", "DENSE_METHODS", "conv2d_inference", "conv2d_inference_unchecked"]

@@ -7,7 +7,7 @@ import numpy as np
 from .. import functional as F
 from .._checks import FLOAT_DTYPES, check_float_array, pair
 from ..functional.batchnorm import batchnorm2d_inference_unchecked
-from ..kernels.dense import conv2d_inference
+from ..kernels.dense import DENSE_METHODS, conv2d_inference_unchecked
 from .module import Module, Parameter
 
 
@@ -68,12 +68,28 @@ class Conv2d(Module):
         b = None if self.bias is None else self.bias.data
         if self.training:
             y, self._cache = F.conv2d_forward(x, self.weight.data, b, self.stride, self.padding)
-        else:
-            y = conv2d_inference(x, self.weight.data, b, self.stride, self.padding,
-                                 self.inference_method)
+        else:  # x checked against the module's own weight, then the unchecked kernel
+            self._check_eval_input(x)
+            y = conv2d_inference_unchecked(x, self.weight.data, b, self.stride, self.padding,
+                                           self.inference_method)
             self._cache = ("eval input", x)
         self.last_input_shape = x.shape  # read by lccl_ref.flops to build per-layer tables
         return y
+
+    def _check_eval_input(self, x):
+        check_float_array("x", x, ndim=4)
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"x must have shape (N, {self.in_channels}, H, W), got {x.shape}")
+        if x.dtype != self.weight.data.dtype:
+            raise TypeError(f"x has dtype {x.dtype} but the module is "
+                            f"{self.weight.data.dtype} (see Module.astype)")
+        (kh, kw), (ph, pw) = self.kernel_size, self.padding
+        if kh > x.shape[2] + 2 * ph or kw > x.shape[3] + 2 * pw:
+            raise ValueError(f"kernel {self.kernel_size} is larger than the padded input "
+                             f"of x {x.shape} (padding {self.padding})")
+        if self.inference_method not in DENSE_METHODS:
+            raise ValueError(f"inference_method must be one of {DENSE_METHODS}, "
+                             f"got {self.inference_method!r}")
 
     def backward(self, dy):
         if self._cache is None:
