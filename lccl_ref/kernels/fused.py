@@ -1,0 +1,366 @@
+"""A shared-mask LCCL layer at inference in one call: cheap branch, mask and gated conv, fused.
+
+For the ``kxkxCx1`` and ``1x1xCx1`` cheap kernels (one cheap output channel,
+BN folded in) the eval forward of :class:`~lccl_ref.nn.LCCLConv2d` is::
+
+    V'   = max(conv_{w_c}(x) + b_c, 0)            (N, Ho, Wo)      cheap branch
+    mask = V' > 0                                 shared by all T channels
+    O    = conv_W(x) * V'  where mask, else 0     (N, T, Ho, Wo)
+
+Done as two calls (:func:`.cheap.cheap_single_unchecked`, then the
+``"vector"`` kernel of :mod:`.vector` with ``scale=V'``), the input is
+copied and padded twice and ``V'`` and the mask go through memory between
+them.  :func:`lccl_shared_eval` does it all in one Numba call, per image:
+
+1. copy ``x[n]`` once into a zero-bordered buffer laid out
+   ``(C, sh, sw, Hq, Wq)``: the padded image split into its ``sh * sw``
+   stride phases (``Hq = ceil(Hp / sh)``, ``Wq = ceil(Wp / sw)``), so that
+   at every stride the taps of consecutive output positions are consecutive
+   in memory and consecutive output rows are ``Wq`` apart.  At stride 1
+   this is :mod:`.vector`'s ``(C, Hp, Wp)`` buffer.  Output ``(i, j)`` has
+   its window corner at ``i*Wq + j`` and tap ``(c, a, b)`` at the constant
+   offset ``(((c*sh + a % sh)*sw + b % sw)*Hq + a // sh)*Wq + b // sw``;
+2. the cheap branch for every flat position ``e = i*Wq + j`` of the image
+   (one run; the ``Wq - Wo`` positions past each row's end are computed and
+   thrown away), :data:`CHEAP_BLOCK` positions at a time with the
+   accumulators on the stack (:func:`.vector._stack_ptr`), eight taps per
+   sweep over the block (LLVM vectorises each sweep over the positions);
+3. per band of output rows (as in :mod:`.vector`): ReLU, mask, count and the
+   branch-free list of active positions in one sweep; the register-blocked
+   blocks of :mod:`.vector` (``_blocks_5x16`` / ``_blocks_3x24``) for all
+   ``T`` outputs of the active positions; the band's ``y`` written plane by
+   plane as ``acc * V'`` at active cells, 0 elsewhere.
+
+The cheap window must lie inside the expensive one (true for both kinds:
+the same window, or its centre for 1x1 with ``cheap_padding = padding -
+(k - 1) // 2``), so one buffer serves both convolutions.
+
+MACs of the expensive conv are counted as the kernel runs, exactly as
+:func:`.vector.vector_shared` counts them: ``active positions * T*C*kh*kw``.
+The cheap branch's MACs (``N*Ho*Wo*C*kh'*kw'``, the cost model's) and the
+product ``V * V'`` are not counted here.
+
+Measured (``benchmarks/bench_fused.py``: float32, one core of an AMD EPYC
+shared with other jobs, +-10 %, r = 0.65, 3x3, medians of 7), fused /
+two-call / dense ms: 16@32x32 batch 128 16.3 / 17.2 / 20.9 (kxkxCx1) and
+15.0 / 16.1 / 21.2 (1x1xCx1); 16 -> 32 stride 2 @32x32 8.4 / 9.3 / 10.7;
+32@16x16 13.7 / 14.4 / 18.9; 64@8x8 12.9 / 13.1 / 18.0; 64@56x56 batch 1
+5.4 / 6.8 / 9.0; at batch 1 on ResNet-20 shapes 0.85-1.02 of the two-call
+time.  At 16@32x32 batch 128 the parts are: copy 0.9 ms, cheap branch
+1.7 ms (11 GMAC/s; its ``1/T`` share of the dense conv would be 1.3), mask
+and list 0.3, blocks and output write as in :mod:`.vector`.  In float64
+the blocks spill (see :mod:`.vector`): fused / two-call 36.6 / 37.5 ms at
+32@16x16 batch 128, but 35.1 / 31.6 at 64@8x8, where the two-call path's
+``"auto"`` picks the gather-GEMM.
+
+Tried and dropped: cheap blocks of 32 positions held in registers across
+all taps (like :mod:`.vector`'s blocks): LLVM did not vectorise them
+(scalar FMAs, 2 GMAC/s); three output rows per sweep so that each loaded
+input vector serves three rows (27 FMAs per 15 loads): LLVM turned the
+shifted loads into shuffles and spilled, 5 GMAC/s; rounding the cheap
+blocks up to 32 positions (no gain at 8x8).  In the output write, the
+product inside the select (``ot * s if m else 0``) made LLVM branch per
+cell (+1.5 ms at 16@32x32 batch 128).  At stride 2 a scatter through a
+column map (2.6 ms for the copy at 16@32x32 batch 128), two slices of the
+source row, or the odd last column stored in the pair loop (both 3x
+slower than the copy in :func:`_copy_rows_2`).
+
+The naive twins are :func:`lccl_ref.functional.conv2d_naive` for both
+convolutions (``tests/test_kernels_fused.py``) and the two-call path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from numba.np.numpy_support import carray
+
+from .._checks import check_float_array, check_same_dtype, conv_output_size, pair
+from ..functional.conv import _check_conv_args
+from .vector import (
+    _blocks_3x24,
+    _blocks_5x16,
+    _stack_ptr,
+    band_cells,
+    channel_block,
+    weight_blocks,
+)
+
+#: Fast-math flags of the sums: FMA contraction only, no reassociation.
+_FMA = {"contract"}
+#: Cheap-branch positions per block: its accumulators live on the stack (L1).
+CHEAP_BLOCK = 1024
+
+
+def lccl_shared_eval(x, w, w_cheap, b_cheap, stride=1, padding=0, cheap_padding=0):
+    """Eval forward of a shared-mask LCCL layer (cheap branch, mask, gated conv) in one call.
+
+    Parameters
+    ----------
+    x : ndarray, (N, C, H, W), float32 or float64 (any strides)
+    w : ndarray, (T, C, kh, kw), dtype of ``x``: the expensive weight (no bias)
+    w_cheap : ndarray, (1, C, kh', kw'), dtype of ``x``: the cheap weight, BN folded in
+    b_cheap : ndarray, (1,), dtype of ``x``: the cheap bias, BN folded in
+    stride : int or (int, int)
+        Of both convolutions.
+    padding, cheap_padding : int or (int, int)
+        Of the expensive and of the cheap convolution.  The cheap window must
+        lie inside the expensive one: ``0 <= padding - cheap_padding`` and
+        ``padding - cheap_padding + kh' <= kh`` (likewise along W), and both
+        give the same ``(Ho, Wo)``.
+
+    Returns
+    -------
+    y : ndarray, (N, T, Ho, Wo), dtype of ``x``
+        ``conv_w(x) * V'`` where ``V' > 0``, exactly 0 elsewhere.
+        ``Ho = (H + 2*ph - kh) // sh + 1``, likewise ``Wo``.
+    v : ndarray, (N, Ho, Wo), dtype of ``x``
+        ``V' = max(conv_{w_cheap}(x) + b_cheap, 0)``.
+    mask : ndarray of bool, (N, Ho, Wo)
+        ``v > 0``.
+    active : int
+        The number of true cells of ``mask`` (positions, not cells times T).
+    macs_expensive : int
+        Multiply-accumulates of the expensive conv, counted as the kernel
+        runs: ``active * T*C*kh*kw``.
+
+    Notes
+    -----
+    PAPER.md, "The idea": ``O = V * V'`` with ``V`` needed only where
+    ``V' > 0``; the cost is ``r XYTk^2C`` MACs for the expensive conv plus
+    ``XYk'^2C`` for the cheap one (the LCCL rows of "Cost and speed-up").
+    """
+    (sh, sw), (ph, pw), ho, wo = _check_conv_args(x, w, None, stride, padding)
+    check_float_array("w_cheap", w_cheap, ndim=4)
+    check_float_array("b_cheap", b_cheap, ndim=1)
+    check_same_dtype(x=x, w_cheap=w_cheap, b_cheap=b_cheap)
+    c, kh, kw = w.shape[1:]
+    if w_cheap.shape[0] != 1 or w_cheap.shape[1] != c:
+        raise ValueError(f"w_cheap must have shape (1, {c}, kh', kw') for x of shape "
+                         f"{x.shape}, got {w_cheap.shape}")
+    if b_cheap.shape != (1,):
+        raise ValueError(f"b_cheap must have shape (1,), got {b_cheap.shape}")
+    cph, cpw = pair("cheap_padding", cheap_padding, 0)
+    khc, kwc = w_cheap.shape[2:]
+    dh, dw = ph - cph, pw - cpw
+    if dh < 0 or dw < 0 or dh + khc > kh or dw + kwc > kw:
+        raise ValueError(
+            f"the cheap window ({khc}, {kwc}) with cheap_padding {(cph, cpw)} must lie inside "
+            f"the expensive window ({kh}, {kw}) with padding {(ph, pw)}: need "
+            f"0 <= padding - cheap_padding and padding - cheap_padding + kernel <= {(kh, kw)}")
+    cheap_out = conv_output_size(x.shape[2], x.shape[3], khc, kwc, (sh, sw), (cph, cpw))
+    if cheap_out != (ho, wo):
+        raise ValueError(f"the cheap conv gives outputs of size {cheap_out} but the expensive "
+                         f"conv {(ho, wo)}; choose cheap_padding so that they agree")
+    return lccl_shared_eval_unchecked(x, w, w_cheap, b_cheap, (sh, sw), (ph, pw), (cph, cpw))
+
+
+def lccl_shared_eval_unchecked(x, w, w_cheap, b_cheap, stride, padding, cheap_padding):
+    """:func:`lccl_shared_eval` without the argument checks, for callers that made them.
+
+    ``stride``, ``padding`` and ``cheap_padding`` are ``(int, int)`` pairs;
+    the arrays are as :func:`lccl_shared_eval` requires (the layer's own
+    weights and its checked ``x``).
+    """
+    (sh, sw), (ph, pw), (cph, cpw) = stride, padding, cheap_padding
+    n, c, h, wd = x.shape
+    t, _, kh, kw = w.shape
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
+    tb = channel_block(t)
+    wb = weight_blocks(w, tb)  # (T_pad / TB, C*kh*kw, TB)
+    wc = np.ascontiguousarray(w_cheap[0])  # (C, kh', kw')
+    y = np.empty((n, t, ho, wo), dtype=x.dtype)
+    v = np.empty((n, ho, wo), dtype=x.dtype)
+    mask = np.empty((n, ho, wo), dtype=np.bool_)
+    cells = band_cells(wb.shape[0] * tb, x.itemsize)
+    active, macs = _fused_shared(x, wb, wc, b_cheap[0], kh, kw, sh, sw, ph, pw,
+                                 ph - cph, pw - cpw, y, v, mask, cells)
+    return y, v, mask, int(active), int(macs)
+
+
+@njit(fastmath=_FMA, cache=True)
+def _cheap_run(xb, wt, toff, e0, e1, bias, vflat):
+    """``vflat[e] = bias + sum_k wt[k] * xb[e + toff[k]]`` for ``e0 <= e < e1`` (and up to
+    7 past ``e1``: whole vectors), in blocks of ``CHEAP_BLOCK`` positions.
+
+    Eight taps per sweep over a block, so the stack accumulators are loaded and
+    stored once per eight FMAs; LLVM vectorises each sweep over the positions.
+    """
+    acc = carray(_stack_ptr(CHEAP_BLOCK, xb.dtype), (CHEAP_BLOCK,))
+    nt = toff.shape[0]
+    for g in range(e0, e1, CHEAP_BLOCK):
+        m8 = (min(CHEAP_BLOCK, e1 - g) + 7) // 8 * 8
+        for k in range(m8):
+            acc[k] = bias
+        t = 0
+        while t + 8 <= nt:
+            w0, w1, w2, w3 = wt[t], wt[t + 1], wt[t + 2], wt[t + 3]
+            w4, w5, w6, w7 = wt[t + 4], wt[t + 5], wt[t + 6], wt[t + 7]
+            s0, s1 = xb[g + toff[t]:], xb[g + toff[t + 1]:]
+            s2, s3 = xb[g + toff[t + 2]:], xb[g + toff[t + 3]:]
+            s4, s5 = xb[g + toff[t + 4]:], xb[g + toff[t + 5]:]
+            s6, s7 = xb[g + toff[t + 6]:], xb[g + toff[t + 7]:]
+            for k in range(m8):
+                acc[k] = (acc[k] + w0 * s0[k] + w1 * s1[k] + w2 * s2[k] + w3 * s3[k]
+                          + w4 * s4[k] + w5 * s5[k] + w6 * s6[k] + w7 * s7[k])
+            t += 8
+        while t < nt:
+            w0, s0 = wt[t], xb[g + toff[t]:]
+            for k in range(m8):
+                acc[k] = acc[k] + w0 * s0[k]
+            t += 1
+        dst = vflat[g:]
+        for k in range(m8):
+            dst[k] = acc[k]
+
+
+@njit(cache=True)
+def _copy_rows_1(xn, xb, chan, rowmap, pw):
+    """Stride 1: row ``r`` of channel ``ch`` of ``xn`` (C, H, W) into its padded row of ``xb``."""
+    c, h, wd = xn.shape
+    for ch in range(c):
+        for r in range(h):
+            src = xn[ch, r]
+            dst = xb[ch * chan + rowmap[r] + pw:]  # indices from 0: a vectorised copy
+            for col in range(wd):
+                dst[col] = src[col]
+
+
+@njit(cache=True)
+def _copy_rows_2(xn, xb, chan, rowmap, even, odd):
+    """Column stride 2: columns ``2k`` and ``2k+1`` to their phases, in pairs.
+
+    One slice of ``src`` for both (interleaved loads; two slices, or the odd
+    last column stored inside this loop, ran 3x slower).
+    """
+    c, h, wd = xn.shape
+    for ch in range(c):
+        for r in range(h):
+            src = xn[ch, r]
+            de = xb[ch * chan + rowmap[r] + even:]
+            do = xb[ch * chan + rowmap[r] + odd:]
+            for k in range(wd // 2):
+                de[k] = src[2 * k]
+                do[k] = src[2 * k + 1]
+    if wd % 2:
+        for ch in range(c):
+            for r in range(h):
+                xb[ch * chan + rowmap[r] + even + wd // 2] = xn[ch, r, wd - 1]
+
+
+@njit(cache=True)
+def _copy_rows_any(xn, xb, chan, rowmap, cols, sw):
+    """Any column stride: each phase ``b`` takes ``cols[b, 2]`` columns from ``cols[b, 0]``."""
+    c, h, wd = xn.shape
+    for ch in range(c):
+        for r in range(h):
+            src = xn[ch, r]
+            for b in range(sw):
+                c0 = cols[b, 0]
+                dst = xb[ch * chan + rowmap[r] + cols[b, 1]:]
+                for k in range(cols[b, 2]):
+                    dst[k] = src[c0 + k * sw]
+
+
+@njit(cache=True)
+def _fused_shared(x, wb, wc, bias, kh, kw, sh, sw, ph, pw, dh, dw, y, v, mask, band_cells):
+    """Steps 1-3 of the module header for every image; returns ``(active, macs)``.
+
+    ``x`` (N, C, H, W) any strides; ``wb`` from :func:`.vector.weight_blocks`;
+    ``wc`` (C, kh', kw') C-contiguous, its window at ``(dh, dw)`` inside the
+    expensive one; ``y`` (N, T, Ho, Wo), ``v`` and ``mask`` (N, Ho, Wo),
+    C-contiguous, every cell written.
+    """
+    n_img, c, h, wd = x.shape
+    _, n_out, ho, wo = y.shape
+    n_tb, k_len, tb = wb.shape
+    khc, kwc = wc.shape[1], wc.shape[2]
+    hq, wq = -(-(h + 2 * ph) // sh), -(-(wd + 2 * pw) // sw)  # rows, columns of a phase
+    ph_size = hq * wq  # one (row phase, column phase) plane of a channel
+    plane = ho * wo
+    band = max(1, min(ho, band_cells // wo))  # output rows per band
+    # the padded image (C, sh, sw, Hq, Wq); the border stays 0; slack for the cheap overrun
+    xb = np.zeros(c * sh * sw * ph_size + 8 + wq, dtype=x.dtype)
+    off = np.empty(k_len, dtype=np.uint64)  # expensive tap (ch, a, b) from the window corner
+    e = 0
+    for ch in range(c):
+        for a in range(kh):
+            for b in range(kw):
+                off[e] = (((ch * sh + a % sh) * sw + b % sw) * hq + a // sh) * wq + b // sw
+                e += 1
+    n_cheap = c * khc * kwc
+    toff = np.empty(n_cheap, dtype=np.int64)  # cheap taps, their window shifted by (dh, dw)
+    e = 0
+    for ch in range(c):
+        for a in range(dh, dh + khc):
+            for b in range(dw, dw + kwc):
+                toff[e] = (((ch * sh + a % sh) * sw + b % sw) * hq + a // sh) * wq + b // sw
+                e += 1
+    wt = wc.reshape(n_cheap)
+    rowmap = np.empty(h, dtype=np.int64)  # input row -> its padded row's offset in a channel
+    for r in range(h):
+        rowmap[r] = (((ph + r) % sh) * sw * hq + (ph + r) // sh) * wq
+    cols = np.zeros((sw, 3), dtype=np.int64)  # column phase b: first input column, its
+    for b in range(sw):  # offset in the padded row, number of columns
+        c0 = (b - pw) % sw
+        cols[b, 0], cols[b, 1] = c0, b * ph_size + (pw + c0) // sw
+        cols[b, 2] = max(0, -(-(wd - c0) // sw))
+    even = (pw % 2) * ph_size + pw // 2  # at sw = 2: where input columns 2k and 2k+1 go
+    odd = ((pw + 1) % 2) * ph_size + (pw + 1) // 2
+    chan = sh * sw * ph_size  # from one channel to the next in xb
+    run = (ho - 1) * wq + wo  # flat positions i*Wq + j up to the last output
+    vflat = np.empty(run + 8, dtype=x.dtype)
+    qs = np.empty(band * wo, dtype=np.int64)  # active positions of a band, (i - i0)*Wo + j
+    base = np.empty(band * wo, dtype=np.uint64)  # their window corners in xb
+    bases = np.empty(8, dtype=np.uint64)
+    obuf = np.empty((n_tb * tb, band * wo), dtype=x.dtype)  # (T_pad, cells of a band)
+    y3 = y.reshape(n_img, n_out, plane)
+    m2 = mask.reshape(n_img, plane)
+    v2 = v.reshape(n_img, plane)
+    zero = y.dtype.type(0)
+    active = 0
+    macs = 0
+    for n in range(n_img):
+        xn = x[n]  # 1. the padded copy
+        if sw == 1:
+            _copy_rows_1(xn, xb, chan, rowmap, pw)
+        elif sw == 2:
+            _copy_rows_2(xn, xb, chan, rowmap, even, odd)
+        else:
+            _copy_rows_any(xn, xb, chan, rowmap, cols, sw)
+        _cheap_run(xb, wt, toff, 0, run, bias, vflat)  # 2. the cheap branch
+        mrow, vrow = m2[n], v2[n]
+        for i0 in range(0, ho, band):  # 3. per band
+            q0, q1 = i0 * wo, min(ho, i0 + band) * wo
+            m = 0  # ReLU, mask and the branch-free list of active positions
+            for i in range(i0, i0 + (q1 - q0) // wo):
+                row0 = (i - i0) * wo
+                vin = vflat[i * wq: i * wq + wo]
+                vout, mout = vrow[q0 + row0: q0 + row0 + wo], mrow[q0 + row0: q0 + row0 + wo]
+                for j in range(wo):
+                    val = vin[j]
+                    on = val > zero
+                    vout[j] = val if on else zero
+                    mout[j] = on
+                    qs[m] = row0 + j
+                    base[m] = i * wq + j
+                    m += np.int64(on)
+            for ci in range(n_tb):
+                if tb == 16:
+                    _blocks_5x16(xb, wb[ci], off, base, qs, m, bases, obuf, ci * tb)
+                else:
+                    _blocks_3x24(xb, wb[ci], off, base, qs, m, bases, obuf, ci * tb)
+            active += m
+            macs += m * n_out * k_len
+            mb = mrow[q0:q1]
+            sb = vrow[q0:q1]
+            for t in range(n_out):  # unit strides: LLVM vectorises the select
+                yt = y3[n, t, q0:q1]
+                ot = obuf[t]
+                for q in range(q1 - q0):
+                    val = ot[q] * sb[q]  # computed first: with the product inside the
+                    yt[q] = val if mb[q] else zero  # select, LLVM branched (+1.5 ms)
+    return active, macs
+
+
+__all__ = ["lccl_shared_eval", "lccl_shared_eval_unchecked"]

@@ -1,0 +1,203 @@
+"""Tests of the fused shared-mask LCCL eval forward, ``kernels.fused.lccl_shared_eval``.
+
+Three references: the naive twin (``conv2d_naive`` for both convolutions, in
+float64), the dense ``conv2d_forward``, and the two-call path it replaces
+(``cheap_single_unchecked`` then ``gated_conv2d_unchecked(..., scale=V')``).
+Cases whose cheap pre-activation comes within 1e-6 of 0 are redrawn, so that
+the mask cannot flip on rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lccl_ref.functional import conv2d_forward, conv2d_naive
+from lccl_ref.kernels.cheap import cheap_single_unchecked
+from lccl_ref.kernels.fused import lccl_shared_eval, lccl_shared_eval_unchecked
+from lccl_ref.kernels.gated import gated_conv2d_unchecked
+
+TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
+MARGIN = 1e-6
+
+# (N, C, T, H, W, k, stride, padding, cheap kind "k" = kxkxCx1 or "1" = 1x1xCx1)
+CASES = [
+    (2, 3, 5, 9, 9, 3, 1, 1, "k"),
+    (2, 3, 5, 9, 9, 3, 1, 1, "1"),
+    (3, 4, 17, 8, 7, 3, 2, 1, "k"),
+    (2, 2, 33, 10, 9, 3, 2, 1, "1"),
+    (1, 5, 1, 7, 8, 3, 1, 0, "k"),
+    (2, 1, 17, 6, 6, 3, 1, 2, "k"),
+    (2, 4, 33, 6, 7, 3, 1, 2, "1"),  # 1x1 at padding 1 inside a window padded by 2
+    (1, 3, 24, 11, 5, 5, 2, 2, "1"),
+    (2, 2, 16, 5, 5, 1, 1, 0, "k"),  # 1x1 expensive conv: both kinds coincide
+    (1, 16, 16, 12, 12, 3, 1, 1, "k"),
+    (4, 2, 3, 3, 3, 3, 1, 1, "1"),  # many images with few positions each
+    (1, 3, 40, 9, 9, 3, 2, 0, "k"),  # several channel blocks
+    (2, 2, 5, 10, 11, 3, 3, 1, "k"),  # stride 3: the general column-phase copy
+    (1, 3, 7, 11, 10, 3, 3, 2, "1"),
+]
+
+
+def _cheap_geometry(k, padding, kind):
+    """Cheap kernel size and padding of a kind (as LCCLConv2d chooses them)."""
+    if kind == "k":
+        return k, padding
+    return 1, padding - (k - 1) // 2
+
+
+def _draw(case, dtype, seed, bias=None):
+    """Arrays of a case with no cheap pre-activation within MARGIN of 0 (redrawn if so)."""
+    n, c, t, h, wd, k, stride, padding, kind = case
+    kc, cp = _cheap_geometry(k, padding, kind)
+    for attempt in range(50):
+        rng = np.random.default_rng(seed + 1000 * attempt)
+        x = rng.standard_normal((n, c, h, wd)).astype(dtype)
+        w = rng.standard_normal((t, c, k, k)).astype(dtype)
+        wc = rng.standard_normal((1, c, kc, kc)).astype(dtype)
+        b_c = np.array([rng.uniform(-1, 1) if bias is None else bias], dtype=dtype)
+        pre = conv2d_naive(x.astype(np.float64), wc.astype(np.float64),
+                           b_c.astype(np.float64), stride, cp)[:, 0]
+        if np.abs(pre).min() >= MARGIN:
+            return x, w, wc, b_c, stride, padding, cp, pre
+    raise AssertionError("no draw kept the cheap pre-activation away from 0")
+
+
+def _naive(x, w, pre, stride, padding):
+    """The layer from its definition: conv_W(x) * V' where V' > 0, else 0 (float64)."""
+    dense = conv2d_naive(x.astype(np.float64), w.astype(np.float64), None, stride, padding)
+    v = np.maximum(pre, 0.0)
+    return np.where(v[:, None] > 0, dense * v[:, None], 0.0), v
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES)
+def test_matches_naive_twin(case, dtype):
+    x, w, wc, b_c, stride, padding, cp, pre = _draw(case, dtype, seed=1)
+    y, v, mask, active, macs = lccl_shared_eval(x, w, wc, b_c, stride, padding, cp)
+    y_ref, v_ref = _naive(x, w, pre, stride, padding)
+    t, c, kh, kw = w.shape
+    assert y.dtype == v.dtype == dtype and mask.dtype == np.bool_
+    assert y.shape == y_ref.shape and v.shape == mask.shape == v_ref.shape
+    np.testing.assert_array_equal(mask, v_ref > 0)
+    assert active == int(mask.sum())
+    assert macs == active * t * c * kh * kw
+    np.testing.assert_allclose(v, v_ref, **TOL[dtype])
+    np.testing.assert_allclose(y, y_ref, **TOL[dtype])
+    assert np.all(y[np.broadcast_to(~mask[:, None], y.shape)] == 0)
+    assert np.all(v[~mask] == 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES[:8])
+def test_matches_two_call_path(case, dtype):
+    x, w, wc, b_c, stride, padding, cp, _ = _draw(case, dtype, seed=2)
+    s, p, q = (stride, stride), (padding, padding), (cp, cp)
+    y, v, mask, active, macs = lccl_shared_eval_unchecked(x, w, wc, b_c, s, p, q)
+    v2, mask2, active2 = cheap_single_unchecked(x, wc, b_c, s, q)
+    y2, macs2 = gated_conv2d_unchecked(x, w, mask2, None, s, p, "vector", scale=v2)
+    np.testing.assert_array_equal(mask, mask2)
+    assert (active, macs) == (active2, macs2)
+    np.testing.assert_allclose(v, v2, **TOL[dtype])
+    np.testing.assert_allclose(y, y2, **TOL[dtype])
+
+
+def test_non_contiguous_x_and_pair_arguments():
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((3, 8, 11, 14)).astype(np.float32)
+    x = base[::2, 1::2, :, ::2]  # (2, 4, 11, 7), strided on three axes
+    assert not x.flags.c_contiguous
+    w = rng.standard_normal((5, 4, 3, 3)).astype(np.float32)
+    wc = rng.standard_normal((1, 4, 1, 1)).astype(np.float32)
+    b_c = np.array([0.1], np.float32)
+    y, v, mask, active, _ = lccl_shared_eval(x, w, wc, b_c, (2, 1), (1, 2), (0, 1))
+    y_ref = lccl_shared_eval(np.ascontiguousarray(x), w, wc, b_c, (2, 1), (1, 2), (0, 1))[0]
+    np.testing.assert_array_equal(y, y_ref)
+    pre = conv2d_forward(x, wc, b_c, (2, 1), (0, 1))[0][:, 0]
+    assert np.abs(pre).min() > 1e-4  # this draw: no mask flip on float32 rounding
+    np.testing.assert_array_equal(mask, pre > 0)
+    dense = conv2d_forward(x, w, None, (2, 1), (1, 2))[0]
+    np.testing.assert_allclose(y, np.where(mask[:, None], dense * v[:, None], 0),
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["k", "1"])
+def test_all_off_and_all_on(kind):
+    case = (2, 3, 7, 6, 6, 3, 1, 1, kind)
+    x, w, wc, b_c, stride, padding, cp, _ = _draw(case, np.float32, seed=4, bias=-1e4)
+    y, v, mask, active, macs = lccl_shared_eval(x, w, wc, b_c, stride, padding, cp)
+    assert active == 0 and macs == 0 and not mask.any()
+    assert np.all(y == 0) and np.all(v == 0)
+    x, w, wc, b_c, stride, padding, cp, pre = _draw(case, np.float32, seed=4, bias=1e4)
+    y, v, mask, active, macs = lccl_shared_eval(x, w, wc, b_c, stride, padding, cp)
+    assert mask.all() and active == mask.size
+    assert macs == mask.size * 7 * 3 * 9  # the dense count XYTk^2C
+    dense = conv2d_forward(x, w, None, stride, padding)[0]
+    np.testing.assert_allclose(y, dense * v[:, None], rtol=1e-4, atol=1e-2)
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    n=st.integers(1, 3), c=st.integers(1, 5), t=st.sampled_from([1, 2, 5, 16, 17, 24, 33]),
+    h=st.integers(3, 10), wd=st.integers(3, 10), k=st.sampled_from([1, 3]),
+    stride=st.integers(1, 2), padding=st.integers(0, 2), kind=st.sampled_from(["k", "1"]),
+    bias=st.floats(-3, 3), seed=st.integers(0, 2**16),
+)
+def test_property_dense_times_cheap(n, c, t, h, wd, k, stride, padding, kind, bias, seed):
+    """y = conv_W(x) * V' where V' > 0 and exactly 0 elsewhere, V' = ReLU(cheap conv)."""
+    if kind == "1" and padding < (k - 1) // 2:
+        kind = "k"  # a 1x1 cheap window needs padding >= (k - 1) // 2 to be centred
+    rng = np.random.default_rng(seed)
+    kc, cp = _cheap_geometry(k, padding, kind)
+    x = rng.standard_normal((n, c, h, wd))
+    w = rng.standard_normal((t, c, k, k))
+    wc = rng.standard_normal((1, c, kc, kc))
+    b_c = np.array([bias])
+    pre = conv2d_forward(x, wc, b_c, stride, cp)[0][:, 0]
+    if np.abs(pre).min() < MARGIN:
+        return
+    y, v, mask, active, macs = lccl_shared_eval(x, w, wc, b_c, stride, padding, cp)
+    dense = conv2d_forward(x, w, None, stride, padding)[0]
+    np.testing.assert_array_equal(mask, pre > 0)
+    np.testing.assert_allclose(v, np.maximum(pre, 0), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(y[np.broadcast_to(mask[:, None], y.shape)],
+                               (dense * v[:, None])[np.broadcast_to(mask[:, None], y.shape)],
+                               rtol=1e-10, atol=1e-10)
+    assert np.all(y[np.broadcast_to(~mask[:, None], y.shape)] == 0)
+    assert active == int(mask.sum()) and macs == active * t * c * k * k
+
+
+def _good():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    wc = rng.standard_normal((1, 3, 1, 1)).astype(np.float32)
+    return dict(x=x, w=w, w_cheap=wc, b_cheap=np.zeros(1, np.float32), stride=1, padding=1,
+                cheap_padding=0)
+
+
+@pytest.mark.parametrize("change, error, match", [
+    (dict(x=[[1.0]]), TypeError, "x must be a numpy.ndarray"),
+    (dict(x=np.zeros((2, 3, 6, 6), np.int32)), TypeError, "x must have dtype"),
+    (dict(w=np.zeros((4, 3, 3, 3))), TypeError, "dtype"),
+    (dict(w=np.zeros((4, 2, 3, 3), np.float32)), ValueError, "channel mismatch"),
+    (dict(w_cheap=np.zeros((1, 3, 1, 1))), TypeError, "w_cheap has dtype"),
+    (dict(w_cheap=np.zeros((2, 3, 1, 1), np.float32)), ValueError, "w_cheap must have shape"),
+    (dict(w_cheap=np.zeros((1, 3, 1), np.float32)), ValueError, "w_cheap must be 4-D"),
+    (dict(b_cheap=np.zeros(2, np.float32)), ValueError, "b_cheap must have shape"),
+    (dict(b_cheap=0.0), TypeError, "b_cheap must be a numpy.ndarray"),
+    (dict(stride=0), ValueError, "stride must be >= 1"),
+    (dict(cheap_padding=-1), ValueError, "cheap_padding must be >= 0"),
+    (dict(cheap_padding=1.5), TypeError, "cheap_padding must be an int"),
+    (dict(cheap_padding=2), ValueError, "must lie inside"),  # 1x1 window off the 3x3 one
+    (dict(w_cheap=np.zeros((1, 3, 5, 5), np.float32), cheap_padding=2), ValueError,
+     "must lie inside"),
+    (dict(w_cheap=np.zeros((1, 3, 2, 2), np.float32), cheap_padding=1), ValueError,
+     "output"),  # inside the window but a different output size
+])
+def test_bad_input(change, error, match):
+    args = {**_good(), **change}
+    with pytest.raises(error, match=match):
+        lccl_shared_eval(**args)
