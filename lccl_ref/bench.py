@@ -206,6 +206,7 @@ def calibrate(model: Module, x: np.ndarray, density=None, bn_stats: bool = True)
 
     cheap_bns = {id(m.cheap_bn) for _, m in layers}
     hooked = []
+    fused_flags = [m.fused for _, m in layers]
     try:
         if bn_stats:
             for m in model.modules():
@@ -215,11 +216,14 @@ def calibrate(model: Module, x: np.ndarray, density=None, bn_stats: bool = True)
         for name, m in layers:
             object.__setattr__(m, "cheap_eval", cheap_hook(m, targets.get(name), m.cheap_eval))
             hooked.append((m, "cheap_eval"))
+            m.fused = False  # the fused kernel would not go through cheap_eval
         with _eval(model):
             model.forward(x)
     finally:
         for m, attr in hooked:
             m.__dict__.pop(attr, None)
+        for (_, m), flag in zip(layers, fused_flags):
+            m.fused = flag
     return {name: float(m.last_stats["density"]) for name, m in layers}
 
 

@@ -272,3 +272,50 @@ def test_eval_with_separate_cheap_input():
     mask_u, mask_x = layer.cheap_branch_eval(u) > 0, layer.cheap_branch_eval(x) > 0
     np.testing.assert_array_equal(layer.last_mask, mask_u)
     assert not np.array_equal(mask_u, mask_x)
+
+
+@pytest.mark.parametrize("kind", ["kxkxCx1", "1x1xCx1"])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_and_two_call_eval_paths_agree(kind, stride, dtype, monkeypatch):
+    # the shared-mask sparse path runs whichever of the fused kernel and the two calls was
+    # faster for the shape; force each in turn: same output, mask, density and MACs, and
+    # both equal the dense reference path
+    from lccl_ref.nn import lccl as lccl_mod
+
+    rng = np.random.default_rng(3)
+    layer = make_layer(5, 17, kind, stride=stride, dtype=dtype, seed=3).eval()
+    layer.cheap_bn.bias.data[...] = 0.2
+    x = rng.standard_normal((2, 5, 9, 8)).astype(dtype)
+    results = {}
+    for name in ("fused", "two calls"):
+        monkeypatch.setattr(lccl_mod, "fastest", lambda table, key, cands, name=name: name)
+        out = layer.forward(x)
+        results[name] = (out, layer.last_mask.copy(), dict(layer.last_stats))
+    layer.sparse = False
+    dense = layer.forward(x)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-12)
+    (o1, m1, s1), (o2, m2, s2) = results["fused"], results["two calls"]
+    np.testing.assert_allclose(o1, o2, **tol)
+    np.testing.assert_allclose(o1, dense, **tol)
+    assert np.array_equal(m1, m2) and s1 == s2
+    assert 0 < s1["density"] < 1
+    assert s1["macs_expensive"] == int(m1.sum()) * 17 * 5 * 9
+
+
+def test_fused_path_is_skipped_for_a_separate_cheap_input_and_when_switched_off(monkeypatch):
+    from lccl_ref.nn import lccl as lccl_mod
+
+    calls = []
+    real = lccl_mod.lccl_shared_eval_unchecked
+    monkeypatch.setattr(lccl_mod, "fastest", lambda table, key, cands: "fused")
+    monkeypatch.setattr(lccl_mod, "lccl_shared_eval_unchecked",
+                        lambda *a: calls.append("fused") or real(*a))
+    layer = make_layer(3, 4, "kxkxCx1", dtype=np.float32).eval()
+    x = np.random.default_rng(0).standard_normal((1, 3, 6, 6)).astype(np.float32)
+    layer.forward(x)
+    assert calls == ["fused"]
+    layer.forward(x, cheap_input=x + 1)  # the cheap branch reads another input
+    layer.fused = False
+    layer.forward(x)
+    assert calls == ["fused"]

@@ -33,12 +33,16 @@ import numpy as np
 
 from .. import functional as F
 from .._checks import check_float_array, check_same_dtype
+from ..kernels._tune import fastest
 from ..kernels.cheap import cheap_single_unchecked
+from ..kernels.fused import lccl_shared_eval_unchecked
 from ..kernels.gated import gated_conv2d_unchecked
 from .layers import BatchNorm2d, Conv2d, ReLU
 from .module import Module
 
 CHEAP_KINDS = ("1x1xCxT", "kxkxCx1", "1x1xCx1")
+#: The eval path of each shared-mask shape, fused or two calls: ``{key: {"method", "ms"}}``.
+FUSED_CHOICES: dict = {}
 
 
 class LCCLConv2d(Module):
@@ -72,6 +76,13 @@ class LCCLConv2d(Module):
     fold_bn : bool
         Eval mode only: True (default) folds ``cheap_bn`` into ``cheap_conv``
         (``functional.fold_into_conv``); False runs them one after the other.
+    fused : bool
+        Eval mode, sparse path, shared mask, ``fold_bn``, cheap branch reading
+        ``x``: True (default) may run the cheap branch, mask and gated conv as
+        one kernel (:func:`kernels.fused.lccl_shared_eval`) when it is faster
+        than the two calls for the shape (timed once, :data:`FUSED_CHOICES`);
+        False always makes the two calls (``cheap_eval``, then the gated
+        kernel), which :func:`lccl_ref.bench.calibrate` hooks into.
     last_stats : dict or None
         Set by every eval-mode forward: ``density`` (active cells of V over
         ``N*T*Ho*Wo``), ``active_cells``, ``macs_expensive`` (executed, as counted
@@ -123,6 +134,7 @@ class LCCLConv2d(Module):
         self.cheap_relu = ReLU()
         self.sparse = True
         self.fold_bn = True
+        self.fused = True
         self.last_stats = None
         self.last_mask = None
         self.last_input_shape = None
@@ -193,11 +205,7 @@ class LCCLConv2d(Module):
         if self.fold_bn:
             conv.last_input_shape = u.shape
             if self.shared_mask:  # one Numba call: conv, bias, ReLU, mask, count
-                # fold_into_conv's formula, without its argument checks (the module's
-                # own arrays; at batch 1 the checks cost as much as the kernel)
-                s = bn.weight.data / np.sqrt(bn.running_var + bn.running_var.dtype.type(bn.eps))
-                w_f = conv.weight.data * s[:, None, None, None]
-                b_f = bn.bias.data - bn.running_mean * s
+                w_f, b_f = self._folded_cheap()
                 v, mask, active = cheap_single_unchecked(u, w_f, b_f, conv.stride, conv.padding)
                 return v[:, None], mask, active
             w_f, b_f = F.fold_into_conv(conv.weight.data, None, bn.weight.data, bn.bias.data,
@@ -212,22 +220,57 @@ class LCCLConv2d(Module):
         mask = v_cheap[:, 0] > 0 if self.shared_mask else v_cheap > 0  # (N,Ho,Wo) | (N,T,Ho,Wo)
         return v_cheap, mask, int(np.count_nonzero(mask))
 
+    def _folded_cheap(self):
+        """``(w_f, b_f)``: the cheap conv with its eval BN folded in (``fold_into_conv``'s
+        formula without its argument checks: the module's own arrays, and at batch 1 the
+        checks cost as much as the cheap kernel)."""
+        conv, bn = self.cheap_conv, self.cheap_bn
+        s = bn.weight.data / np.sqrt(bn.running_var + bn.running_var.dtype.type(bn.eps))
+        return conv.weight.data * s[:, None, None, None], bn.bias.data - bn.running_mean * s
+
+    def _shared_sparse(self, x):
+        """``(O, V', mask, active, macs)`` of a shared-mask layer whose cheap branch reads
+        ``x``: the fused kernel or the two calls (cheap branch, gated conv), whichever is
+        faster for this shape (timed at its first call; :data:`FUSED_CHOICES`)."""
+        conv, cconv = self.conv, self.cheap_conv
+        w, (w_f, b_f) = conv.weight.data, self._folded_cheap()
+        cconv.last_input_shape = x.shape
+
+        def two_calls():
+            v, mask, active = cheap_single_unchecked(x, w_f, b_f, cconv.stride, cconv.padding)
+            out, macs = gated_conv2d_unchecked(x, w, mask, None, conv.stride, conv.padding,
+                                               scale=v)
+            return out, v, mask, active, macs
+
+        def fused():
+            return lccl_shared_eval_unchecked(x, w, w_f, b_f, conv.stride, conv.padding,
+                                              cconv.padding)
+
+        key = (x.shape, w.shape, w_f.shape, conv.stride, conv.padding, cconv.padding,
+               x.dtype.str)
+        name = fastest(FUSED_CHOICES, key, {"fused": fused, "two calls": two_calls})
+        return fused() if name == "fused" else two_calls()
+
     def _forward_eval(self, x, u):
         conv = self.conv
         n = x.shape[0]
         t, c, kh, kw = conv.weight.data.shape
-        v_cheap, mask, active = self.cheap_eval(u)  # (N, T', Ho, Wo), mask, true cells
-        ho, wo = v_cheap.shape[2], v_cheap.shape[3]
+        if self.sparse and self.fused and self.shared_mask and self.fold_bn and u is x:
+            out, v, mask, active, macs_expensive = self._shared_sparse(x)
+            ho, wo = v.shape[1], v.shape[2]
+        else:
+            v_cheap, mask, active = self.cheap_eval(u)  # (N, T', Ho, Wo), mask, true cells
+            ho, wo = v_cheap.shape[2], v_cheap.shape[3]
+            if self.sparse:  # O = V * V' fused into the gated kernel's output write
+                scale = v_cheap[:, 0] if self.shared_mask else v_cheap
+                out, macs_expensive = gated_conv2d_unchecked(
+                    x, conv.weight.data, mask, None, conv.stride, conv.padding, scale=scale)
+            else:  # the reference: dense conv, then the product
+                v, _ = F.conv2d_forward(x, conv.weight.data, None, conv.stride, conv.padding)
+                out = v * v_cheap
+                macs_expensive = n * ho * wo * t * c * kh * kw
         active_cells = active * (t if self.shared_mask else 1)
         macs_dense = n * ho * wo * t * c * kh * kw
-        if self.sparse:  # O = V * V' fused into the gated kernel's output write
-            scale = v_cheap[:, 0] if self.shared_mask else v_cheap
-            out, macs_expensive = gated_conv2d_unchecked(x, conv.weight.data, mask, None,
-                                                         conv.stride, conv.padding, scale=scale)
-        else:  # the reference: dense conv, then the product
-            v, _ = F.conv2d_forward(x, conv.weight.data, None, conv.stride, conv.padding)
-            out = v * v_cheap
-            macs_expensive = macs_dense
         conv.last_input_shape = x.shape
         _, c_cheap, kh_c, kw_c = self.cheap_conv.weight.data.shape
         self.last_mask = mask
