@@ -207,7 +207,10 @@ def calibrate(model: Module, x: np.ndarray, density=None, bn_stats: bool = True)
     cheap_bns = {id(m.cheap_bn) for _, m in layers}
     hooked = []
     fused_flags = [m.fused for _, m in layers]
+    blocks = [m for m in model.modules() if getattr(m, "fuse_bn_relu", False)]
     try:
+        for m in blocks:  # the BN hooks need each BN-ReLU to run as a pass of its own
+            m.fuse_bn_relu = False
         if bn_stats:
             for m in model.modules():
                 if isinstance(m, BatchNorm2d) and id(m) not in cheap_bns:
@@ -224,6 +227,8 @@ def calibrate(model: Module, x: np.ndarray, density=None, bn_stats: bool = True)
             m.__dict__.pop(attr, None)
         for (_, m), flag in zip(layers, fused_flags):
             m.fused = flag
+        for m in blocks:
+            m.fuse_bn_relu = True
     return {name: float(m.last_stats["density"]) for name, m in layers}
 
 
@@ -278,8 +283,8 @@ def plain_network(model: Module):
 
 
 def _plain_forward(conv: Conv2d):
-    def forward(x, cheap_input=None):
-        return conv.forward(x)
+    def forward(x, cheap_input=None, pre=None):
+        return conv.forward(x, pre=pre)
     return forward
 
 
@@ -321,9 +326,12 @@ def capture_inputs(model: Module, x: np.ndarray) -> dict:
     seen = {}
 
     def make(name, original):
-        def forward(xi, cheap_input=None):
-            seen[name] = (xi, cheap_input)
-            return original(xi, cheap_input)
+        def forward(xi, cheap_input=None, pre=None):
+            # the expensive conv's actual input: with pre (a BN-ReLU folded into the
+            # input copy) that is max(xi * s + h, 0), made here for the record
+            seen[name] = (xi if pre is None else F.batchnorm.affine_relu_unchecked(xi, *pre),
+                          cheap_input)
+            return original(xi, cheap_input, pre)
         return forward
 
     try:

@@ -100,3 +100,67 @@ def test_eval_conv_module_refuses_bad_input():
     conv.inference_method = "fft"
     with pytest.raises(ValueError, match="inference_method must be one of"):
         conv.forward(np.ones((1, 3, 5, 5), np.float32))
+
+
+# ---- pre=(s, h): the BN-ReLU before a conv, applied in the kernels' input copy --------
+
+def _pre_case(rng, c, dtype):
+    s = rng.uniform(0.5, 1.5, c).astype(dtype)
+    h = rng.normal(0, 0.5, c).astype(dtype)
+    return s, h
+
+
+@pytest.mark.parametrize("method", ["im2col", "vector", "auto"])
+@pytest.mark.parametrize("stride, padding", [(1, 1), (2, 1), (1, 0)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_with_pre_equals_the_conv_of_the_bn_relu_output(method, stride, padding, dtype):
+    from lccl_ref.kernels.dense import conv2d_inference_unchecked
+
+    rng = np.random.default_rng(stride * 10 + padding)
+    x = rng.standard_normal((2, 5, 7, 9)).astype(dtype)
+    w = rng.standard_normal((17, 5, 3, 3)).astype(dtype)
+    s, h = _pre_case(rng, 5, dtype)
+    a = np.maximum(x * s[:, None, None] + h[:, None, None], 0)
+    ref = conv2d_naive(a.astype(np.float64), w.astype(np.float64), None, stride, padding)
+    y = conv2d_inference_unchecked(x, w, None, (stride, stride), (padding, padding), method,
+                                   (s, h))
+    np.testing.assert_allclose(y, ref, **TOL[dtype])
+
+
+@pytest.mark.parametrize("method", ["vector", "gather", "tiled", "direct", "auto"])
+def test_gated_with_pre_equals_gated_on_the_bn_relu_output(method):
+    from lccl_ref.kernels.gated import gated_conv2d_unchecked
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 4, 8, 6))
+    x0 = x.copy()
+    w = rng.standard_normal((9, 4, 3, 3))
+    mask = rng.random((2, 8, 6)) < 0.6
+    scale = rng.standard_normal((2, 8, 6))
+    s, h = _pre_case(rng, 4, np.float64)
+    a = np.maximum(x * s[:, None, None] + h[:, None, None], 0)
+    y, macs = gated_conv2d_unchecked(x, w, mask, None, (1, 1), (1, 1), method, scale, (s, h))
+    ref, ref_macs = gated_conv2d_unchecked(a, w, mask, None, (1, 1), (1, 1), "direct", scale)
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+    assert macs == ref_macs
+    assert np.array_equal(x, x0)  # the BN-ReLU is applied to a copy, never to x
+
+
+@pytest.mark.parametrize("kind", ["kxkxCx1", "1x1xCx1"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_fused_with_pre_equals_fused_on_the_bn_relu_output(kind, stride):
+    from lccl_ref.kernels.fused import lccl_shared_eval_unchecked
+
+    rng = np.random.default_rng(stride)
+    x = rng.standard_normal((2, 3, 9, 8))
+    w = rng.standard_normal((5, 3, 3, 3))
+    k = 3 if kind == "kxkxCx1" else 1
+    wc = rng.standard_normal((1, 3, k, k))
+    bc = np.array([0.1])
+    s, h = _pre_case(rng, 3, np.float64)
+    a = np.maximum(x * s[:, None, None] + h[:, None, None], 0)
+    cpad = (1, 1) if k == 3 else (0, 0)
+    got = lccl_shared_eval_unchecked(x, w, wc, bc, (stride, stride), (1, 1), cpad, (s, h))
+    ref = lccl_shared_eval_unchecked(a, w, wc, bc, (stride, stride), (1, 1), cpad)
+    for g, r in zip(got, ref):
+        np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-12)

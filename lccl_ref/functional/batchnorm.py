@@ -198,23 +198,37 @@ def batchnorm2d_inference(x, gamma, beta, running_mean, running_var, eps=1e-5, r
 def batchnorm2d_inference_unchecked(x, gamma, beta, running_mean, running_var, eps, relu):
     """:func:`batchnorm2d_inference` without the argument checks, for callers that made
     them (``BatchNorm2d.inference``: at batch 1 the checks cost as much as the pass)."""
+    s, h = bn_affine(gamma, beta, running_mean, running_var, eps)
+    return affine_relu_unchecked(x, s, h, relu)
+
+
+def bn_affine(gamma, beta, running_mean, running_var, eps):
+    """``(s, h)``: eval-mode BN as the per-channel affine map ``x * s + h``.
+
+    ``s = gamma / sqrt(running_var + eps)``, ``h = beta - running_mean * s``, in the
+    dtype of ``gamma`` (the map :func:`fold_into_conv` folds into a conv).
+    """
+    dt = gamma.dtype
+    s = (gamma / np.sqrt(running_var + dt.type(eps))).astype(dt)
+    return s, (beta - running_mean * s).astype(dt)
+
+
+def affine_relu_unchecked(x, s, h, relu=True):
+    """``max(x * s[c] + h[c], 0)`` (or without the max), one pass; ``x`` (N, C, H, W)."""
     n, c, hh, ww = x.shape
     y = np.empty((n, c, hh, ww), dtype=x.dtype)
-    _affine_relu(np.ascontiguousarray(x).reshape(n, c, hh * ww), gamma, beta, running_mean,
-                 running_var, x.dtype.type(eps), relu, y.reshape(n, c, hh * ww))
+    _affine_relu(np.ascontiguousarray(x).reshape(n, c, hh * ww), s, h, relu,
+                 y.reshape(n, c, hh * ww))
     return y
 
 
 @njit(cache=True)
-def _affine_relu(x, gamma, beta, mean, var, eps, relu, y):
-    """``y[n, c, :] = x[n, c, :] * s[c] + h[c]``, then ``max(., 0)`` if ``relu``; (N, C, H*W).
-
-    ``s = gamma / sqrt(var + eps)``, ``h = beta - mean * s``, in the dtype of ``x``.
-    """
+def _affine_relu(x, s, h, relu, y):
+    """``y[n, c, :] = x[n, c, :] * s[c] + h[c]``, then ``max(., 0)`` if ``relu``; (N, C, H*W)."""
     zero = x.dtype.type(0)
     for c in range(x.shape[1]):
-        a = gamma[c] / np.sqrt(var[c] + eps)
-        b = beta[c] - mean[c] * a
+        a = s[c]
+        b = h[c]
         for n in range(x.shape[0]):
             src, dst = x[n, c], y[n, c]
             if relu:

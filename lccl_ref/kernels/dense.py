@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..functional import conv2d_forward
+from ..functional.batchnorm import affine_relu_unchecked
 from ..functional.conv import _check_conv_args
 from ._tune import fastest
 from .gated import gated_conv2d_unchecked
@@ -68,28 +69,32 @@ def conv2d_inference(x, w, b=None, stride=1, padding=0, method="auto"):
     return conv2d_inference_unchecked(x, w, b, stride, padding, method)
 
 
-def conv2d_inference_unchecked(x, w, b, stride, padding, method="auto"):
+def conv2d_inference_unchecked(x, w, b, stride, padding, method="auto", pre=None):
     """:func:`conv2d_inference` without the argument checks (``stride``, ``padding``
-    as int pairs), for eval-mode ``Conv2d``, which checks ``x`` against its own weight."""
+    as int pairs), for eval-mode ``Conv2d``, which checks ``x`` against its own weight.
+    ``pre``: None, or ``(s, h)`` (C,) arrays: the conv reads ``max(x * s[c] + h[c], 0)``."""
     (sh, sw), (ph, pw) = stride, padding
     ho = (x.shape[2] + 2 * ph - w.shape[2]) // sh + 1
     wo = (x.shape[3] + 2 * pw - w.shape[3]) // sw + 1
     if method == "auto":
-        method = _choose(x, w, b, (sh, sw), (ph, pw), ho, wo)
-    return _run(method, x, w, b, (sh, sw), (ph, pw), ho, wo)
+        method = _choose(x, w, b, (sh, sw), (ph, pw), ho, wo, pre)
+    return _run(method, x, w, b, (sh, sw), (ph, pw), ho, wo, pre)
 
 
-def _run(method, x, w, b, stride, padding, ho, wo):
+def _run(method, x, w, b, stride, padding, ho, wo, pre):
     if method == "im2col":
+        if pre is not None:  # the BN-ReLU as a pass of its own
+            x = affine_relu_unchecked(x, *pre)
         return conv2d_forward(x, w, b, stride, padding)[0]
     full = np.ones((x.shape[0], ho, wo), dtype=np.bool_)
-    return gated_conv2d_unchecked(x, w, full, b, stride, padding, method="vector")[0]
+    return gated_conv2d_unchecked(x, w, full, b, stride, padding, "vector", pre=pre)[0]
 
 
-def _choose(x, w, b, stride, padding, ho, wo):
-    key = (x.shape, w.shape, stride, padding, x.dtype.str, b is not None)
+def _choose(x, w, b, stride, padding, ho, wo, pre):
+    key = (x.shape, w.shape, stride, padding, x.dtype.str, b is not None, pre is not None)
     return fastest(CHOICES, key, {
-        m: (lambda m=m: _run(m, x, w, b, stride, padding, ho, wo)) for m in ("im2col", "vector")
+        m: (lambda m=m: _run(m, x, w, b, stride, padding, ho, wo, pre))
+        for m in ("im2col", "vector")
     }, TRIALS)
 
 

@@ -76,6 +76,7 @@ from numba import njit
 from numba.np.numpy_support import carray
 
 from .._checks import check_float_array, check_same_dtype, conv_output_size, pair
+from ..functional.batchnorm import affine_relu_unchecked
 from ..functional.conv import _check_conv_args
 from .vector import (
     _blocks_3x24,
@@ -155,14 +156,18 @@ def lccl_shared_eval(x, w, w_cheap, b_cheap, stride=1, padding=0, cheap_padding=
     return lccl_shared_eval_unchecked(x, w, w_cheap, b_cheap, (sh, sw), (ph, pw), (cph, cpw))
 
 
-def lccl_shared_eval_unchecked(x, w, w_cheap, b_cheap, stride, padding, cheap_padding):
+def lccl_shared_eval_unchecked(x, w, w_cheap, b_cheap, stride, padding, cheap_padding,
+                               pre=None):
     """:func:`lccl_shared_eval` without the argument checks, for callers that made them.
 
     ``stride``, ``padding`` and ``cheap_padding`` are ``(int, int)`` pairs;
     the arrays are as :func:`lccl_shared_eval` requires (the layer's own
-    weights and its checked ``x``).
+    weights and its checked ``x``).  ``pre``: None, or ``(s, h)`` (C,) arrays:
+    both convolutions read ``max(x * s[c] + h[c], 0)``.
     """
     (sh, sw), (ph, pw), (cph, cpw) = stride, padding, cheap_padding
+    if pre is not None and sw != 1:  # the BN-ReLU folded into the stride-1 copy only
+        x, pre = affine_relu_unchecked(x, *pre), None
     n, c, h, wd = x.shape
     t, _, kh, kw = w.shape
     ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
@@ -173,8 +178,10 @@ def lccl_shared_eval_unchecked(x, w, w_cheap, b_cheap, stride, padding, cheap_pa
     v = np.empty((n, ho, wo), dtype=x.dtype)
     mask = np.empty((n, ho, wo), dtype=np.bool_)
     cells = band_cells(wb.shape[0] * tb, x.itemsize)
+    pre_s, pre_h = pre if pre is not None else (b_cheap, b_cheap)  # typed, unread without
     active, macs = _fused_shared(x, wb, wc, b_cheap[0], kh, kw, sh, sw, ph, pw,
-                                 ph - cph, pw - cpw, y, v, mask, cells)
+                                 ph - cph, pw - cpw, y, v, mask, cells, pre_s, pre_h,
+                                 pre is not None)
     return y, v, mask, int(active), int(macs)
 
 
@@ -215,15 +222,24 @@ def _cheap_run(xb, wt, toff, e0, e1, bias, vflat):
 
 
 @njit(cache=True)
-def _copy_rows_1(xn, xb, chan, rowmap, pw):
-    """Stride 1: row ``r`` of channel ``ch`` of ``xn`` (C, H, W) into its padded row of ``xb``."""
+def _copy_rows_1(xn, xb, chan, rowmap, pw, pre_s, pre_h, has_pre):
+    """Stride 1: row ``r`` of channel ``ch`` of ``xn`` (C, H, W) into its padded row of ``xb``;
+    with ``has_pre`` as ``max(xn * pre_s[ch] + pre_h[ch], 0)`` (the BN-ReLU before the conv)."""
     c, h, wd = xn.shape
+    zero = xb.dtype.type(0)
     for ch in range(c):
+        a = pre_s[ch] if has_pre else zero
+        bb = pre_h[ch] if has_pre else zero
         for r in range(h):
             src = xn[ch, r]
             dst = xb[ch * chan + rowmap[r] + pw:]  # indices from 0: a vectorised copy
-            for col in range(wd):
-                dst[col] = src[col]
+            if has_pre:
+                for col in range(wd):
+                    val = src[col] * a + bb
+                    dst[col] = val if val > zero else zero
+            else:
+                for col in range(wd):
+                    dst[col] = src[col]
 
 
 @njit(cache=True)
@@ -263,13 +279,15 @@ def _copy_rows_any(xn, xb, chan, rowmap, cols, sw):
 
 
 @njit(cache=True)
-def _fused_shared(x, wb, wc, bias, kh, kw, sh, sw, ph, pw, dh, dw, y, v, mask, band_cells):
+def _fused_shared(x, wb, wc, bias, kh, kw, sh, sw, ph, pw, dh, dw, y, v, mask, band_cells,
+                  pre_s, pre_h, has_pre):
     """Steps 1-3 of the module header for every image; returns ``(active, macs)``.
 
     ``x`` (N, C, H, W) any strides; ``wb`` from :func:`.vector.weight_blocks`;
     ``wc`` (C, kh', kw') C-contiguous, its window at ``(dh, dw)`` inside the
     expensive one; ``y`` (N, T, Ho, Wo), ``v`` and ``mask`` (N, Ho, Wo),
-    C-contiguous, every cell written.
+    C-contiguous, every cell written.  With ``has_pre`` (stride 1 only) both
+    convolutions read ``max(x * pre_s[c] + pre_h[c], 0)``, made in the copy.
     """
     n_img, c, h, wd = x.shape
     _, n_out, ho, wo = y.shape
@@ -323,7 +341,7 @@ def _fused_shared(x, wb, wc, bias, kh, kw, sh, sw, ph, pw, dh, dw, y, v, mask, b
     for n in range(n_img):
         xn = x[n]  # 1. the padded copy
         if sw == 1:
-            _copy_rows_1(xn, xb, chan, rowmap, pw)
+            _copy_rows_1(xn, xb, chan, rowmap, pw, pre_s, pre_h, has_pre)
         elif sw == 2:
             _copy_rows_2(xn, xb, chan, rowmap, even, odd)
         else:

@@ -72,6 +72,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ..functional.batchnorm import affine_relu_unchecked
 from ..functional.conv import _check_conv_args, weight_matrix
 from ..functional.im2col import pad_nhwc
 from ._tune import fastest
@@ -172,19 +173,22 @@ def gated_conv2d(x, w, mask, b=None, stride=1, padding=0, method="auto", *, scal
     return gated_conv2d_unchecked(x, w, mask, b, (sh, sw), p, method, scale)
 
 
-def shared_key(x, w, stride, padding, scaled):
+def shared_key(x, w, stride, padding, scaled, pre=False):
     """The key of :data:`SHARED_CHOICES` for a shared-mask call."""
-    return (x.shape, w.shape, tuple(stride), tuple(padding), x.dtype.str, bool(scaled))
+    return (x.shape, w.shape, tuple(stride), tuple(padding), x.dtype.str, bool(scaled),
+            bool(pre))
 
 
-def gated_conv2d_unchecked(x, w, mask, b, stride, padding, method="auto", scale=None):
+def gated_conv2d_unchecked(x, w, mask, b, stride, padding, method="auto", scale=None,
+                           pre=None):
     """:func:`gated_conv2d` without the argument checks, for callers that made them.
 
     ``stride`` and ``padding`` are ``(int, int)`` pairs, ``mask`` a bool array of
     one of the two shapes, ``scale`` None or shaped like ``mask``, all dtypes
     alike.  :class:`~lccl_ref.nn.LCCLConv2d` calls it at every eval forward
     (its inputs are its own arrays and its checked ``x``): at batch 1 the
-    checks took a fifth of a ResNet-20 layer's gated call.
+    checks took a fifth of a ResNet-20 layer's gated call.  ``pre``: None, or
+    ``(s, h)`` (C,) arrays: the conv reads ``max(x * s[c] + h[c], 0)``.
     """
     (sh, sw), p = stride, padding
     n, _, h, wd = x.shape
@@ -194,9 +198,13 @@ def gated_conv2d_unchecked(x, w, mask, b, stride, padding, method="auto", scale=
     if method == "auto" and per_channel:
         method = "tiled"
     elif method == "auto":  # the faster of vector and gather for this shape, timed once
-        method = fastest(SHARED_CHOICES, shared_key(x, w, stride, padding, scale is not None), {
-            m: (lambda m=m: gated_conv2d_unchecked(x, w, mask, b, stride, padding, m, scale))
+        key = shared_key(x, w, stride, padding, scale is not None, pre is not None)
+        method = fastest(SHARED_CHOICES, key, {
+            m: (lambda m=m: gated_conv2d_unchecked(x, w, mask, b, stride, padding, m, scale,
+                                                   pre))
             for m in ("vector", "gather")})
+    if pre is not None and method != "vector":  # the BN-ReLU as a pass of its own
+        x, pre = affine_relu_unchecked(x, *pre), None
     dtype = x.dtype
     scaled = scale is not None
     if scaled:
@@ -214,7 +222,9 @@ def gated_conv2d_unchecked(x, w, mask, b, stride, padding, method="auto", scale=
         if not scaled:  # typed like a real scale, never read
             scale = np.ones((1, 1, 1), dtype=dtype)
         cells = band_cells(wb.shape[0] * tb, x.itemsize)
-        macs = vector_shared(x, wb, bias, mask, scale, scaled, kh, kw, sh, sw, *p, y, cells)
+        pre_s, pre_h = pre if pre is not None else (bias, bias)  # typed, unread without pre
+        macs = vector_shared(x, wb, bias, mask, scale, scaled, kh, kw, sh, sw, *p, y, cells,
+                             pre_s, pre_h, pre is not None)
         return y, int(macs)
     if not scaled:  # a placeholder typed like a real scale; the kernels never read it
         scale = np.ones((1,) * mask.ndim, dtype=dtype)

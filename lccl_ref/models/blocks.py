@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..functional.batchnorm import affine_relu_unchecked
 from ..nn import BatchNorm2d, Conv2d, LCCLConv2d, Module, ReLU
 
 SHORTCUTS = ("identity", "projection")
@@ -104,6 +105,7 @@ class PreActBlock(Module):
         self.bn2 = BatchNorm2d(out_channels, dtype=dtype)
         self.relu2 = ReLU()
         self.conv2 = conv3x3(out_channels, out_channels, 1, lccl, rng, dtype)
+        self.fuse_bn_relu = True
         first, second = placement.split("-")
         self.cheap_before = (lccl != "none" and first == "bef", lccl != "none" and second == "bef")
         self.shortcut_kind = "none"
@@ -116,8 +118,17 @@ class PreActBlock(Module):
                 self.shortcut = SubsamplePad(in_channels, out_channels, stride)
 
     def forward(self, x):
-        """(N, C_in, H, W) -> (N, C_out, Ho, Wo).  In eval mode each BN-ReLU pair is one
-        pass (``BatchNorm2d.inference(relu=True)``)."""
+        """(N, C_in, H, W) -> (N, C_out, Ho, Wo).
+
+        In eval mode, with ``fuse_bn_relu`` (the default), each BN-ReLU is not a
+        pass of its own: its per-channel affine map goes to the convolutions that
+        read its output (``pre=``), which apply it while copying their input
+        (:func:`lccl_ref.kernels.vector.copy_image`); kernels without that copy
+        apply it first.  Otherwise each BN-ReLU pair is one pass
+        (``BatchNorm2d.inference(relu=True)``).
+        """
+        if not self.training and self.fuse_bn_relu:
+            return self._forward_eval_fused(x)
         a = self._bn_relu(self.bn1, self.relu1, x)  # (N, C_in, H, W)
         if self.cheap_before[0]:
             h = self.conv1.forward(a, cheap_input=x)  # (N, C_out, Ho, Wo)
@@ -136,6 +147,33 @@ class PreActBlock(Module):
             s = x
         o += s  # o is conv2's fresh output (no cache keeps it): add in place
         return o
+
+    def _forward_eval_fused(self, x):
+        pre1 = self._pre(self.bn1, self.relu1, x)  # a = max(x * s1 + h1, 0), not made
+        h = self._conv(self.conv1, x, pre1, self.cheap_before[0])  # (N, C_out, Ho, Wo)
+        pre2 = self._pre(self.bn2, self.relu2, h)  # b = max(h * s2 + h2, 0), not made
+        o = self._conv(self.conv2, h, pre2, self.cheap_before[1])
+        if self.shortcut_kind == "projection":
+            o += self.shortcut.forward(x, pre=pre1)  # the projection reads a
+        elif self.shortcut_kind == "identity":
+            o += self.shortcut.forward(x)
+        else:
+            o += x
+        return o
+
+    @staticmethod
+    def _pre(bn, relu, z):
+        """``(s, h)`` of ``bn`` for the next convs' ``pre=``; caches for an eval backward."""
+        s, h = bn.eval_affine(z)
+        relu.keep_output(lambda: affine_relu_unchecked(z, s, h))
+        return s, h
+
+    @staticmethod
+    def _conv(conv, z, pre, cheap_before):
+        """``conv`` on ``max(z * s + h, 0)``; a "bef" cheap branch reads ``z`` itself."""
+        if isinstance(conv, LCCLConv2d):
+            return conv.forward(z, cheap_input=z if cheap_before else None, pre=pre)
+        return conv.forward(z, pre=pre)
 
     def _bn_relu(self, bn, relu, z):
         if self.training:

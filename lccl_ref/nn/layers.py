@@ -62,17 +62,24 @@ class Conv2d(Module):
     #: ("auto": the faster of "im2col" and "vector" for each shape, timed once).
     inference_method = "auto"
 
-    def forward(self, x):
+    def forward(self, x, pre=None):
         """Training mode: ``F.conv2d_forward``, cache for :meth:`backward`.  Eval mode:
-        ``kernels.conv2d_inference`` (the faster dense kernel, no im2col cache kept)."""
+        ``kernels.conv2d_inference`` (the faster dense kernel, no im2col cache kept).
+
+        ``pre`` (eval mode only): None, or ``(s, h)`` (C,) arrays, and the conv reads
+        ``max(x * s[c] + h[c], 0)``: the BN-ReLU before it, applied in the kernel's
+        input copy (``BatchNorm2d.eval_affine``; see ``PreActBlock``).
+        """
         b = None if self.bias is None else self.bias.data
         if self.training:
+            if pre is not None:
+                raise ValueError("pre (a BN-ReLU folded into the input copy) is for eval mode")
             y, self._cache = F.conv2d_forward(x, self.weight.data, b, self.stride, self.padding)
         else:  # x checked against the module's own weight, then the unchecked kernel
             self._check_eval_input(x)
             y = conv2d_inference_unchecked(x, self.weight.data, b, self.stride, self.padding,
-                                           self.inference_method)
-            self._cache = ("eval input", x)
+                                           self.inference_method, pre)
+            self._cache = ("eval input", x, pre)
         self.last_input_shape = x.shape  # read by lccl_ref.flops to build per-layer tables
         return y
 
@@ -96,8 +103,10 @@ class Conv2d(Module):
             raise RuntimeError("Conv2d.backward needs a forward first")
         if isinstance(self._cache[0], str):  # after an eval forward: build the cache now
             b = None if self.bias is None else self.bias.data
-            _, self._cache = F.conv2d_forward(self._cache[1], self.weight.data, b, self.stride,
-                                              self.padding)
+            _, x, pre = self._cache
+            if pre is not None:
+                x = F.batchnorm.affine_relu_unchecked(x, *pre)
+            _, self._cache = F.conv2d_forward(x, self.weight.data, b, self.stride, self.padding)
         dx, dw, db = F.conv2d_backward(dy, self._cache)
         self.weight.grad += dw
         if self.bias is not None:
@@ -137,6 +146,19 @@ class BatchNorm2d(Module):
             x, self.weight.data, self.bias.data, self.running_mean, self.running_var,
             self.training, self.momentum, self.eps)
         return y
+
+    def eval_affine(self, x=None):
+        """``(s, h)``: this BN in eval mode as ``x * s + h`` per channel (``F.bn_affine``).
+
+        Given ``x``, the input the BN stands for, it is kept for a later
+        :meth:`backward`, as :meth:`inference` keeps it: a block that folds its
+        BN-ReLU into the next convolution's input copy never calls
+        :meth:`inference`.
+        """
+        if x is not None:
+            self._cache = ("eval input", x)
+        return F.batchnorm.bn_affine(self.weight.data, self.bias.data, self.running_mean,
+                                     self.running_var, self.eps)
 
     def inference(self, x, relu=False):
         """``F.batchnorm2d_inference``: eval-mode BN (then ReLU if ``relu``), one pass.
@@ -190,7 +212,8 @@ class ReLU(Module):
 
     def keep_output(self, y):
         """Remember the output ``y = max(x, 0)`` of a forward done elsewhere (a fused
-        BN-ReLU); :meth:`backward` takes the mask ``x > 0`` as ``y > 0``."""
+        BN-ReLU); :meth:`backward` takes the mask ``x > 0`` as ``y > 0``.  ``y`` may be
+        a callable that makes the output, called only if :meth:`backward` is."""
         self._cache = ("eval output", y)
 
     def backward(self, dy):
@@ -198,6 +221,7 @@ class ReLU(Module):
             raise RuntimeError("ReLU.backward needs a forward first")
         if isinstance(self._cache[0], str):
             y = self._cache[1]
+            y = y() if callable(y) else y
             self._cache = (y > 0, y.dtype)
         return F.relu_backward(dy, self._cache)
 

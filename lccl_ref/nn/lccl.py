@@ -33,6 +33,7 @@ import numpy as np
 
 from .. import functional as F
 from .._checks import check_float_array, check_same_dtype
+from ..functional.batchnorm import affine_relu_unchecked
 from ..kernels._tune import fastest
 from ..kernels.cheap import cheap_single_unchecked
 from ..kernels.fused import lccl_shared_eval_unchecked
@@ -146,7 +147,7 @@ class LCCLConv2d(Module):
         return self.cheap_conv.out_channels == 1
 
     # ---- forward ---------------------------------------------------------
-    def forward(self, x, cheap_input=None):
+    def forward(self, x, cheap_input=None, pre=None):
         """Forward pass.
 
         Parameters
@@ -156,6 +157,11 @@ class LCCLConv2d(Module):
         cheap_input : ndarray, (N, C, H, W), or None
             Input of the cheap branch when it differs from ``x`` (the "bef"
             placements of :mod:`lccl_ref.models`); None means ``x``.
+        pre : (s, h) pair of (C,) arrays, or None; eval mode only
+            The expensive conv (and a cheap branch without ``cheap_input``)
+            reads ``max(x * s[c] + h[c], 0)`` instead of ``x``: the BN-ReLU
+            before the conv, applied while the kernels copy the input
+            (:class:`~lccl_ref.models.PreActBlock` passes ``BatchNorm2d.eval_affine``).
 
         Returns
         -------
@@ -174,8 +180,11 @@ class LCCLConv2d(Module):
             check_same_dtype(x=x, cheap_input=cheap_input)
         self.last_input_shape = x.shape
         if self.training:
+            if pre is not None:
+                raise ValueError("pre (a BN-ReLU folded into the input copy) is for eval mode")
             return self._forward_train(x, u, separate=cheap_input is not None)
-        return self._forward_eval(x, u)
+        self.conv._check_eval_input(x)  # dtype and size, as eval-mode Conv2d checks them
+        return self._forward_eval(x, cheap_input, pre)
 
     def _forward_train(self, x, u, separate):
         v = self.conv.forward(x)  # (N, T, Ho, Wo)
@@ -228,37 +237,43 @@ class LCCLConv2d(Module):
         s = bn.weight.data / np.sqrt(bn.running_var + bn.running_var.dtype.type(bn.eps))
         return conv.weight.data * s[:, None, None, None], bn.bias.data - bn.running_mean * s
 
-    def _shared_sparse(self, x):
+    def _shared_sparse(self, x, pre):
         """``(O, V', mask, active, macs)`` of a shared-mask layer whose cheap branch reads
-        ``x``: the fused kernel or the two calls (cheap branch, gated conv), whichever is
-        faster for this shape (timed at its first call; :data:`FUSED_CHOICES`)."""
+        the expensive conv's input (``x``, or ``max(x * s + h, 0)`` with ``pre``): the
+        fused kernel or the two calls (cheap branch, gated conv), whichever is faster for
+        this shape (timed at its first call; :data:`FUSED_CHOICES`)."""
         conv, cconv = self.conv, self.cheap_conv
         w, (w_f, b_f) = conv.weight.data, self._folded_cheap()
         cconv.last_input_shape = x.shape
 
-        def two_calls():
-            v, mask, active = cheap_single_unchecked(x, w_f, b_f, cconv.stride, cconv.padding)
-            out, macs = gated_conv2d_unchecked(x, w, mask, None, conv.stride, conv.padding,
+        def two_calls():  # both read the BN-ReLU's output, made once here
+            xe = x if pre is None else affine_relu_unchecked(x, *pre)
+            v, mask, active = cheap_single_unchecked(xe, w_f, b_f, cconv.stride, cconv.padding)
+            out, macs = gated_conv2d_unchecked(xe, w, mask, None, conv.stride, conv.padding,
                                                scale=v)
             return out, v, mask, active, macs
 
         def fused():
             return lccl_shared_eval_unchecked(x, w, w_f, b_f, conv.stride, conv.padding,
-                                              cconv.padding)
+                                              cconv.padding, pre)
 
         key = (x.shape, w.shape, w_f.shape, conv.stride, conv.padding, cconv.padding,
-               x.dtype.str)
+               x.dtype.str, pre is not None)
         name = fastest(FUSED_CHOICES, key, {"fused": fused, "two calls": two_calls})
         return fused() if name == "fused" else two_calls()
 
-    def _forward_eval(self, x, u):
+    def _forward_eval(self, x, cheap_input, pre):
         conv = self.conv
         n = x.shape[0]
         t, c, kh, kw = conv.weight.data.shape
-        if self.sparse and self.fused and self.shared_mask and self.fold_bn and u is x:
-            out, v, mask, active, macs_expensive = self._shared_sparse(x)
+        shared_input = cheap_input is None or cheap_input is x and pre is None
+        if self.sparse and self.fused and self.shared_mask and self.fold_bn and shared_input:
+            out, v, mask, active, macs_expensive = self._shared_sparse(x, pre)
             ho, wo = v.shape[1], v.shape[2]
         else:
+            if pre is not None:  # the BN-ReLU as its own pass on these paths
+                x = affine_relu_unchecked(x, *pre)
+            u = x if cheap_input is None else cheap_input
             v_cheap, mask, active = self.cheap_eval(u)  # (N, T', Ho, Wo), mask, true cells
             ho, wo = v_cheap.shape[2], v_cheap.shape[3]
             if self.sparse:  # O = V * V' fused into the gated kernel's output write
@@ -275,7 +290,7 @@ class LCCLConv2d(Module):
         _, c_cheap, kh_c, kw_c = self.cheap_conv.weight.data.shape
         self.last_mask = mask
         self.last_stats = dict(
-            density=active_cells / (n * t * ho * wo),
+            density=active_cells / (n * t * ho * wo) if n else 0.0,  # N = 0: nothing active
             active_cells=active_cells,
             macs_expensive=int(macs_expensive),
             macs_cheap=n * ho * wo * self.cheap_conv.out_channels * c_cheap * kh_c * kw_c,
