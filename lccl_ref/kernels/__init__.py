@@ -9,6 +9,9 @@ variant serves which mask kind.
 branch of a shared-mask LCCL (one output channel): conv, bias, ReLU, mask and
 its count in one call (:mod:`.cheap`).
 
+``lccl_shared_eval(x, w, w_cheap, b_cheap, stride, padding, cheap_padding)`` does
+both in one call for a shared-mask LCCL layer (:mod:`.fused`).
+
 ``conv2d_inference(x, w, b, stride, padding)`` is the dense convolution of
 eval-mode ``Conv2d`` layers: the faster of im2col + GEMM and the ``"vector"``
 kernel at density 1 (:mod:`.dense`), so that plain networks, the baseline of
@@ -17,6 +20,7 @@ every speed-up, run as fast as the library can make them.
 
 from .cheap import cheap_single
 from .dense import conv2d_inference
+from .fused import lccl_shared_eval
 from .gated import METHODS, gated_conv2d
 
-__all__ = ["METHODS", "cheap_single", "conv2d_inference", "gated_conv2d"]
+__all__ = ["METHODS", "cheap_single", "conv2d_inference", "gated_conv2d", "lccl_shared_eval"]

@@ -148,7 +148,7 @@ class BatchNorm2d(Module):
         return y
 
     def eval_affine(self, x=None):
-        """``(s, h)``: this BN in eval mode as ``x * s + h`` per channel (``F.bn_affine``).
+        """``(s, h)``: this BN in eval mode, ``x * s + h`` per channel (``F.batchnorm.bn_affine``).
 
         Given ``x``, the input the BN stands for, it is kept for a later
         :meth:`backward`, as :meth:`inference` keeps it: a block that folds its
