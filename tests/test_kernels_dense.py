@@ -164,3 +164,22 @@ def test_fused_with_pre_equals_fused_on_the_bn_relu_output(kind, stride):
     ref = lccl_shared_eval_unchecked(a, w, wc, bc, (stride, stride), (1, 1), cpad)
     for g, r in zip(got, ref):
         np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-12)
+
+
+def test_pre_is_checked_at_the_module_boundary():
+    from lccl_ref.nn import LCCLConv2d
+
+    x = np.ones((1, 3, 5, 5), np.float32)
+    good = (np.ones(3, np.float32), np.zeros(3, np.float32))
+    for layer in (Conv2d(3, 4, 3, 1, 1, rng=0).eval(),
+                  LCCLConv2d(3, 4, 3, 1, 1, cheap="kxkxCx1", rng=0).eval()):
+        layer.forward(x, pre=good)
+        with pytest.raises(TypeError, match="pre must be a pair"):
+            layer.forward(x, pre=np.ones(3, np.float32))
+        with pytest.raises(ValueError, match=r"contiguous \(3,\) array of dtype float32"):
+            layer.forward(x, pre=(np.ones(4, np.float32), good[1]))
+        with pytest.raises(ValueError, match="dtype float32"):
+            layer.forward(x, pre=(good[0], np.zeros(3)))
+        layer.train()
+        with pytest.raises(ValueError, match="eval mode"):
+            layer.forward(x, pre=good)

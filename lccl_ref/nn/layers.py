@@ -21,6 +21,18 @@ def _rng(rng) -> np.random.Generator:
     raise TypeError(f"rng must be None, an int seed or a numpy Generator, got {type(rng).__name__}")
 
 
+def check_pre(pre, channels, dtype):
+    """``pre`` must be a pair ``(s, h)`` of C-contiguous (C,) arrays of the module's dtype."""
+    if not (isinstance(pre, tuple) and len(pre) == 2):
+        raise TypeError(f"pre must be a pair (s, h) of arrays (BatchNorm2d.eval_affine()), "
+                        f"got {type(pre).__name__}")
+    for name, v in zip(("s", "h"), pre):
+        check_float_array(f"pre[{name}]", v, ndim=1)
+        if v.shape != (channels,) or v.dtype != dtype or not v.flags.c_contiguous:
+            raise ValueError(f"pre's {name} must be a contiguous ({channels},) array of dtype "
+                             f"{dtype}, got shape {v.shape}, dtype {v.dtype}")
+
+
 def _dtype(dtype) -> np.dtype:
     dt = np.dtype(dtype)
     if dt not in FLOAT_DTYPES:
@@ -76,15 +88,17 @@ class Conv2d(Module):
                 raise ValueError("pre (a BN-ReLU folded into the input copy) is for eval mode")
             y, self._cache = F.conv2d_forward(x, self.weight.data, b, self.stride, self.padding)
         else:  # x checked against the module's own weight, then the unchecked kernel
-            self._check_eval_input(x)
+            self._check_eval_input(x, pre)
             y = conv2d_inference_unchecked(x, self.weight.data, b, self.stride, self.padding,
                                            self.inference_method, pre)
             self._cache = ("eval input", x, pre)
         self.last_input_shape = x.shape  # read by lccl_ref.flops to build per-layer tables
         return y
 
-    def _check_eval_input(self, x):
+    def _check_eval_input(self, x, pre=None):
         check_float_array("x", x, ndim=4)
+        if pre is not None:
+            check_pre(pre, self.in_channels, self.weight.data.dtype)
         if x.shape[1] != self.in_channels:
             raise ValueError(f"x must have shape (N, {self.in_channels}, H, W), got {x.shape}")
         if x.dtype != self.weight.data.dtype:

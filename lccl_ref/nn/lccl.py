@@ -183,7 +183,7 @@ class LCCLConv2d(Module):
             if pre is not None:
                 raise ValueError("pre (a BN-ReLU folded into the input copy) is for eval mode")
             return self._forward_train(x, u, separate=cheap_input is not None)
-        self.conv._check_eval_input(x)  # dtype and size, as eval-mode Conv2d checks them
+        self.conv._check_eval_input(x, pre)  # dtype, size, pre: as eval-mode Conv2d checks
         return self._forward_eval(x, cheap_input, pre)
 
     def _forward_train(self, x, u, separate):
