@@ -33,14 +33,13 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lccl_ref import _blas  # noqa: E402
+from lccl_ref.bench import results_header, timed  # noqa: E402
 from lccl_ref.functional import conv2d_forward  # noqa: E402
 from lccl_ref.kernels import conv2d_inference  # noqa: E402
 from lccl_ref.kernels.cheap import cheap_single_unchecked  # noqa: E402
@@ -62,11 +61,6 @@ KINDS = {"kxkxCx1": (3, 1), "1x1xCx1": (1, 0)}  # cheap kernel size and padding 
 DENSITY = 0.65
 OUT = Path(__file__).resolve().parent / "results" / "fused.json"
 
-
-def timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def measure(x, w, wc, b_c, stride, cheap_padding, repeats):
@@ -138,11 +132,7 @@ def main():
                   f"{row['fused_over_dense']:11.2f}  {row['fused_real_over_theoretical']:10.2f}"
                   f"  {row['two_call_real_over_theoretical']:6.2f}", flush=True)
     result = dict(
-        versions=dict(python=platform.python_version(), numpy=np.__version__,
-                      numba=numba.__version__),
-        machine=dict(processor=platform.processor() or platform.machine(),
-                     cpu_count=os.cpu_count(),
-                     note="timings taken while other processes shared the CPU"),
+        **results_header(),
         repeats=args.repeats, density_target=DENSITY, rows=rows,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)

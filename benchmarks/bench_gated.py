@@ -33,13 +33,12 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
+from lccl_ref.bench import blob_mask, results_header, timed  # noqa: E402
 from lccl_ref.functional import conv2d_forward  # noqa: E402
 from lccl_ref.kernels import conv2d_inference, gated_conv2d  # noqa: E402
 from lccl_ref.kernels import gated as gated_mod  # noqa: E402
@@ -78,30 +77,13 @@ def other_method(kind, x, w):
     return "gather" if auto_method(kind, x, w) == "vector" else "vector"
 
 
-def clustered_mask(rng, n, h, w, density, sigma=2.0):
-    """Blobs: Gaussian-smoothed noise thresholded at each image's (1 - density) quantile."""
-    if density >= 1.0:
-        return np.ones((n, h, w), bool)
-    noise = rng.standard_normal((n, h, w))
-    fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
-    smooth = np.fft.ifft2(np.fft.fft2(noise) * np.exp(-2 * (np.pi * sigma) ** 2 * (fy**2 + fx**2)))
-    smooth = smooth.real.reshape(n, -1)
-    cut = np.quantile(smooth, 1.0 - density, axis=1, keepdims=True)
-    return (smooth > cut).reshape(n, h, w)
-
-
 def make_mask(kind, rng, n, t, h, w, density):
     if kind == "shared-random":
         return rng.random((n, h, w)) < density
     if kind == "shared-clustered":
-        return clustered_mask(rng, n, h, w, density)
+        return blob_mask(rng, n, h, w, density)
     return rng.random((n, t, h, w)) < density
 
-
-def timed(fn, *args, **kwargs):
-    t0 = time.perf_counter()
-    fn(*args, **kwargs)
-    return time.perf_counter() - t0
 
 
 def break_even(rows):
@@ -244,11 +226,8 @@ def main():
     result = dict(
         threads=dict(numba=numba.get_num_threads(), blas=os.environ["OPENBLAS_NUM_THREADS"],
                      torch=torch.get_num_threads() if torch else None),
-        versions=dict(python=platform.python_version(), numpy=np.__version__,
-                      numba=numba.__version__, torch=torch.__version__ if torch else None),
-        machine=dict(processor=platform.processor() or platform.machine(),
-                     cpu_count=os.cpu_count(),
-                     note="timings taken while other processes shared the CPU"),
+        **results_header(),
+        torch=torch.__version__ if torch else None,
         repeats=args.repeats, rows=rows, break_even=summary,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -27,14 +27,13 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lccl_ref import _blas  # noqa: E402
+from lccl_ref.bench import blob_mask, results_header, timed  # noqa: E402
 from lccl_ref.functional import conv2d_forward  # noqa: E402
 from lccl_ref.kernels import gated_conv2d  # noqa: E402
 
@@ -50,23 +49,6 @@ KINDS = ["random", "blobs"]
 METHODS = ["vector", "gather"]
 OUT = Path(__file__).resolve().parent / "results" / "vector.json"
 
-
-def blob_mask(rng, n, h, w, density, sigma=2.0):
-    """Thresholded Gaussian-smoothed noise: about ``density`` of each image true, in blobs."""
-    if density >= 1.0:
-        return np.ones((n, h, w), bool)
-    noise = rng.standard_normal((n, h, w))
-    fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
-    smooth = np.fft.ifft2(np.fft.fft2(noise) * np.exp(-2 * (np.pi * sigma) ** 2 * (fy**2 + fx**2)))
-    smooth = smooth.real.reshape(n, -1)
-    cut = np.quantile(smooth, 1.0 - density, axis=1, keepdims=True)
-    return (smooth > cut).reshape(n, h, w)
-
-
-def timed(fn, *args, **kwargs):
-    t0 = time.perf_counter()
-    fn(*args, **kwargs)
-    return time.perf_counter() - t0
 
 
 def measure(x, w, mask, repeats):
@@ -131,11 +113,7 @@ def main():
                       f"{row['vector_over_dense']:9.2f} {t['vector'] / t['gather']:8.2f} "
                       f"{full if full else float('nan'):10.2f}{ratios}", flush=True)
     result = dict(
-        versions=dict(python=platform.python_version(), numpy=np.__version__,
-                      numba=numba.__version__),
-        machine=dict(processor=platform.processor() or platform.machine(),
-                     cpu_count=os.cpu_count(),
-                     note="timings taken while other processes shared the CPU"),
+        **results_header(),
         repeats=args.repeats, rows=rows,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)

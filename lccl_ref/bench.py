@@ -99,6 +99,41 @@ def environment() -> dict:
                 processor=platform.processor() or platform.machine())
 
 
+#: The note of a kernel benchmark's results file.
+TIMING_NOTE = "single-threaded, medians of interleaved calls; other processes may share the CPU"
+
+
+def results_header(note: str = TIMING_NOTE) -> dict:
+    """``versions`` and ``machine`` of a kernel benchmark's results file."""
+    import os
+
+    import numba
+    return dict(versions=dict(python=platform.python_version(), numpy=np.__version__,
+                              numba=numba.__version__, lccl_ref=__version__),
+                machine=dict(processor=platform.processor() or platform.machine(),
+                             cpu_count=os.cpu_count(), note=note))
+
+
+def timed(fn, *args, **kwargs) -> float:
+    """Wall time (s) of one call ``fn(*args, **kwargs)``."""
+    t0 = time.perf_counter()
+    fn(*args, **kwargs)
+    return time.perf_counter() - t0
+
+
+def blob_mask(rng, n: int, h: int, w: int, density: float, sigma: float = 2.0) -> np.ndarray:
+    """(N, H, W) bool masks in blobs, as trained cheap branches give: Gaussian-smoothed
+    noise thresholded at each image's ``1 - density`` quantile."""
+    if density >= 1.0:
+        return np.ones((n, h, w), bool)
+    noise = rng.standard_normal((n, h, w))
+    fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
+    smooth = np.fft.ifft2(np.fft.fft2(noise) * np.exp(-2 * (np.pi * sigma) ** 2 * (fy**2 + fx**2)))
+    smooth = smooth.real.reshape(n, -1)
+    cut = np.quantile(smooth, 1.0 - density, axis=1, keepdims=True)
+    return (smooth > cut).reshape(n, h, w)
+
+
 def lccl_modules(model: Module) -> list[tuple[str, LCCLConv2d]]:
     """``(name, layer)`` of every LCCLConv2d in ``model``, in forward order."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, LCCLConv2d)]

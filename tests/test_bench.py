@@ -187,3 +187,15 @@ def test_cli_bench_quick_json(capsys):
     res = json.loads(capsys.readouterr().out)
     assert res["summary"][0]["kind"] == "1x1xCx1" and res["summary"][0]["batch"] == 2
     assert main(["bench", "--batch", "0", "--quick"]) == 2
+
+
+def test_blob_mask_has_the_density_in_every_image_and_forms_blobs():
+    rng = np.random.default_rng(0)
+    m = bench.blob_mask(rng, 3, 32, 32, 0.3)
+    assert m.shape == (3, 32, 32) and m.dtype == bool
+    np.testing.assert_allclose(m.mean(axis=(1, 2)), 0.3, atol=1 / 1024)
+    # blobs: a true cell's right neighbour is true far more often than the density
+    same = (m[:, :, 1:] & m[:, :, :-1]).sum() / m[:, :, :-1].sum()
+    assert same > 0.6
+    assert bench.blob_mask(rng, 2, 4, 5, 1.0).all()
+    assert isinstance(bench.timed(sum, [1, 2]), float)
