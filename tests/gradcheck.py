@@ -28,6 +28,28 @@ from __future__ import annotations
 import numpy as np
 
 
+def numerical_grad_at(f, x: np.ndarray, idx, eps: float = 1e-6) -> np.ndarray:
+    """Centred differences of the scalar ``f(x)`` at the flat indices ``idx`` of ``x``.
+
+    For arrays too large to difference whole (a network's input or weights):
+    ``numerical_grad(f, x).reshape(-1)[idx]``, computed for ``idx`` only, ``x``
+    perturbed in place and restored.
+    """
+    flat = x.reshape(-1)
+    if not np.shares_memory(flat, x):
+        raise ValueError("x must be contiguous (numerical_grad_at perturbs it in place)")
+    out = []
+    for i in idx:
+        old = flat[i]
+        flat[i] = old + eps
+        f_plus = float(f(x))
+        flat[i] = old - eps
+        f_minus = float(f(x))
+        flat[i] = old
+        out.append((f_plus - f_minus) / (2 * eps))
+    return np.array(out)
+
+
 def numerical_grad(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     """Centred finite-difference gradient of the scalar ``f(x)`` with respect to ``x``.
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gradcheck import numerical_grad_at
 
 from lccl_ref.models import (
     LCCL_KINDS,
@@ -120,21 +121,6 @@ def tiny(lccl, placement, shortcut="identity", seed=0):
                         rng=np.random.default_rng(seed), dtype=np.float64)
 
 
-def fd_entries(loss, arr, idx, eps=1e-6):
-    """Centred differences of ``loss()`` at the flat indices ``idx`` of ``arr`` (in place)."""
-    flat = arr.reshape(-1)
-    out = []
-    for i in idx:
-        old = flat[i]
-        flat[i] = old + eps
-        lp = loss()
-        flat[i] = old - eps
-        lm = loss()
-        flat[i] = old
-        out.append((lp - lm) / (2 * eps))
-    return np.array(out)
-
-
 CASES = [(kind, placement, shortcut)
          for kind, shortcut in (("1x1xCxT", "identity"), ("kxkxCx1", "projection"),
                                 ("1x1xCx1", "identity"))
@@ -156,7 +142,7 @@ def test_tiny_resnet_gradients(kind, placement, shortcut):
 
     def check(analytic, arr, what, k=6):
         idx = rng.choice(arr.size, size=min(k, arr.size), replace=False)
-        numeric = fd_entries(loss, arr, idx)
+        numeric = numerical_grad_at(lambda _: loss(), arr, idx)
         np.testing.assert_allclose(analytic.reshape(-1)[idx], numeric, rtol=1e-5,
                                    atol=1e-7 * max(1.0, np.abs(numeric).max()), err_msg=what)
 
@@ -204,11 +190,11 @@ def test_eval_block_fuses_bn_relu_and_frozen_bn_gradients_stay_exact(shortcut):
     model.zero_grad()
     dx = model.backward(dy)
     idx = rng.choice(xi.size, size=24, replace=False)
-    numeric = fd_entries(lambda: float(np.sum(model.forward(xi) * dy)), xi, idx)
+    numeric = numerical_grad_at(lambda _: np.sum(model.forward(xi) * dy), xi, idx)
     np.testing.assert_allclose(dx.reshape(-1)[idx], numeric, rtol=1e-5, atol=1e-9)
     for name, p in model.named_parameters():
         j = rng.choice(p.data.size, size=min(2, p.data.size), replace=False)
-        num = fd_entries(lambda: float(np.sum(model.forward(xi) * dy)), p.data, j)
+        num = numerical_grad_at(lambda _: np.sum(model.forward(xi) * dy), p.data, j)
         np.testing.assert_allclose(p.grad.reshape(-1)[j], num, rtol=1e-5, atol=1e-9,
                                    err_msg=name)
 
