@@ -208,6 +208,51 @@ def _copy_image(xn, buf, chan, plane, rowmap, cols, pw, sw, eo, oo, je, jo):
                         dst[k] = src[x0 + k * sw]
 
 
+@njit(fastmath=_FMA, cache=True)
+def tap_sweeps(xb, wt, toff, e0, e1, bias, vflat):
+    """``vflat[e] = bias + sum_k wt[k] * xb[e + toff[k]]`` for ``e0 <= e < e1`` (and up to
+    7 past ``e1``: whole vectors), in blocks of :data:`BLOCK` positions.
+
+    Step 2 of the module header, shared with :mod:`.fused`: eight taps per sweep
+    over a block, so the stack accumulator is loaded and stored once per eight
+    FMAs (then four, then one for the remaining taps); LLVM vectorises each
+    sweep over the positions.
+    """
+    acc = carray(_stack_ptr(BLOCK, xb.dtype), (BLOCK,))
+    nt = toff.shape[0]
+    for g in range(e0, e1, BLOCK):
+        m8 = (min(BLOCK, e1 - g) + 7) // 8 * 8  # whole vectors: no scalar remainder
+        for k in range(m8):
+            acc[k] = bias
+        t = 0
+        while t + 8 <= nt:
+            w0, w1, w2, w3 = wt[t], wt[t + 1], wt[t + 2], wt[t + 3]
+            w4, w5, w6, w7 = wt[t + 4], wt[t + 5], wt[t + 6], wt[t + 7]
+            s0, s1 = xb[g + toff[t]:], xb[g + toff[t + 1]:]
+            s2, s3 = xb[g + toff[t + 2]:], xb[g + toff[t + 3]:]
+            s4, s5 = xb[g + toff[t + 4]:], xb[g + toff[t + 5]:]
+            s6, s7 = xb[g + toff[t + 6]:], xb[g + toff[t + 7]:]
+            for k in range(m8):
+                acc[k] = (acc[k] + w0 * s0[k] + w1 * s1[k] + w2 * s2[k] + w3 * s3[k]
+                          + w4 * s4[k] + w5 * s5[k] + w6 * s6[k] + w7 * s7[k])
+            t += 8
+        if t + 4 <= nt:
+            w0, w1, w2, w3 = wt[t], wt[t + 1], wt[t + 2], wt[t + 3]
+            s0, s1 = xb[g + toff[t]:], xb[g + toff[t + 1]:]
+            s2, s3 = xb[g + toff[t + 2]:], xb[g + toff[t + 3]:]
+            for k in range(m8):
+                acc[k] = acc[k] + w0 * s0[k] + w1 * s1[k] + w2 * s2[k] + w3 * s3[k]
+            t += 4
+        while t < nt:
+            w0, s0 = wt[t], xb[g + toff[t]:]
+            for k in range(m8):
+                acc[k] = acc[k] + w0 * s0[k]
+            t += 1
+        dst = vflat[g:]
+        for k in range(m8):
+            dst[k] = acc[k]
+
+
 @njit(cache=True, fastmath=_FMA)
 def _cheap_single(x, wt, b, sh, sw, ph, pw, v, mask):
     """Steps 1-3 of the module header for every chunk of images; returns the active count.
@@ -253,7 +298,7 @@ def _cheap_single(x, wt, b, sh, sw, ph, pw, v, mask):
         je, jo = wq - pw // 2, wq - (pw + 1) // 2
     # slack: the taps of the garbage positions (a block rounded up to 8) read past the end
     buf = np.zeros(c * chan + 8 + kh * wq + kw, dtype=x.dtype)
-    acc = carray(_stack_ptr(BLOCK, x.dtype), (BLOCK,))
+    vflat = np.empty(nc * hs * wq + 8, dtype=x.dtype)  # the chunk's flat positions
     zero = v.dtype.type(0)
     active = 0
     for n0 in range(0, n_img, nc):
@@ -262,45 +307,12 @@ def _cheap_single(x, wt, b, sh, sw, ph, pw, v, mask):
             _copy_image(x[n0 + nl], buf[nl * img:], chan, plane, rowmap, cols, pw, sw,
                         eo, oo, je, jo)
         total = ((n1 - n0 - 1) * hs + ho - 1) * wq + wo  # flat positions up to the last output
-        for e0 in range(0, total, BLOCK):
-            m = min(BLOCK, total - e0)
-            m8 = (m + 7) // 8 * 8  # whole vectors: no scalar remainder in the 8-tap sweeps
-            for e in range(m8):
-                acc[e] = b
-            t = 0
-            while t + 8 <= nt:  # 2. eight taps per sweep: one load and store of acc
-                w0, w1, w2, w3 = tw[t], tw[t + 1], tw[t + 2], tw[t + 3]
-                w4, w5, w6, w7 = tw[t + 4], tw[t + 5], tw[t + 6], tw[t + 7]
-                s0, s1 = buf[e0 + to[t]:], buf[e0 + to[t + 1]:]
-                s2, s3 = buf[e0 + to[t + 2]:], buf[e0 + to[t + 3]:]
-                s4, s5 = buf[e0 + to[t + 4]:], buf[e0 + to[t + 5]:]
-                s6, s7 = buf[e0 + to[t + 6]:], buf[e0 + to[t + 7]:]
-                for e in range(m8):
-                    acc[e] = (acc[e] + w0 * s0[e] + w1 * s1[e] + w2 * s2[e] + w3 * s3[e]
-                              + w4 * s4[e] + w5 * s5[e] + w6 * s6[e] + w7 * s7[e])
-                t += 8
-            if t + 4 <= nt:
-                w0, w1, w2, w3 = tw[t], tw[t + 1], tw[t + 2], tw[t + 3]
-                s0, s1 = buf[e0 + to[t]:], buf[e0 + to[t + 1]:]
-                s2, s3 = buf[e0 + to[t + 2]:], buf[e0 + to[t + 3]:]
-                for e in range(m8):
-                    acc[e] = acc[e] + w0 * s0[e] + w1 * s1[e] + w2 * s2[e] + w3 * s3[e]
-                t += 4
-            while t < nt:
-                w0 = tw[t]
-                s0 = buf[e0 + to[t]:]
-                for e in range(m8):
-                    acc[e] = acc[e] + w0 * s0[e]
-                t += 1
-            for gr in range(e0 // wq, (e0 + m - 1) // wq + 1):  # 3. the block's output rows
-                i = gr % hs
-                j0, j1 = max(0, e0 - gr * wq), min(wo, e0 + m - gr * wq)
-                if i >= ho or j0 >= j1:
-                    continue
-                src = acc[gr * wq + j0 - e0:]
-                n = n0 + gr // hs
-                orow, mrow = v[n, i, j0:j1], mask[n, i, j0:j1]
-                for j in range(j1 - j0):
+        tap_sweeps(buf, tw, to, 0, total, b, vflat)  # 2. the sums at every flat position
+        for nl in range(n1 - n0):  # 3. each output row: ReLU, mask, count
+            for i in range(ho):
+                src = vflat[(nl * hs + i) * wq:]
+                orow, mrow = v[n0 + nl, i], mask[n0 + nl, i]
+                for j in range(wo):
                     val = src[j]
                     on = val > zero
                     orow[j] = val if on else zero

@@ -22,8 +22,8 @@ them.  :func:`lccl_shared_eval` does it all in one Numba call, per image:
    offset ``(((c*sh + a % sh)*sw + b % sw)*Hq + a // sh)*Wq + b // sw``;
 2. the cheap branch for every flat position ``e = i*Wq + j`` of the image
    (one run; the ``Wq - Wo`` positions past each row's end are computed and
-   thrown away), :data:`CHEAP_BLOCK` positions at a time with the
-   accumulators on the stack (:func:`.vector._stack_ptr`), eight taps per
+   thrown away), :data:`.cheap.BLOCK` positions at a time with the
+   accumulators on the stack (:func:`.cheap.tap_sweeps`), eight taps per
    sweep over the block (LLVM vectorises each sweep over the positions);
 3. per band of output rows (as in :mod:`.vector`): ReLU, mask, count and the
    branch-free list of active positions in one sweep; the register-blocked
@@ -73,24 +73,12 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
-from numba.np.numpy_support import carray
 
 from .._checks import check_float_array, check_same_dtype, conv_output_size, pair
 from ..functional.batchnorm import affine_relu_unchecked
 from ..functional.conv import _check_conv_args
-from .vector import (
-    _blocks_3x24,
-    _blocks_5x16,
-    _stack_ptr,
-    band_cells,
-    channel_block,
-    weight_blocks,
-)
-
-#: Fast-math flags of the sums: FMA contraction only, no reassociation.
-_FMA = {"contract"}
-#: Cheap-branch positions per block: its accumulators live on the stack (L1).
-CHEAP_BLOCK = 1024
+from .cheap import tap_sweeps
+from .vector import _blocks_3x24, _blocks_5x16, band_cells, channel_block, weight_blocks
 
 
 def lccl_shared_eval(x, w, w_cheap, b_cheap, stride=1, padding=0, cheap_padding=0):
@@ -183,42 +171,6 @@ def lccl_shared_eval_unchecked(x, w, w_cheap, b_cheap, stride, padding, cheap_pa
                                  ph - cph, pw - cpw, y, v, mask, cells, pre_s, pre_h,
                                  pre is not None)
     return y, v, mask, int(active), int(macs)
-
-
-@njit(fastmath=_FMA, cache=True)
-def _cheap_run(xb, wt, toff, e0, e1, bias, vflat):
-    """``vflat[e] = bias + sum_k wt[k] * xb[e + toff[k]]`` for ``e0 <= e < e1`` (and up to
-    7 past ``e1``: whole vectors), in blocks of ``CHEAP_BLOCK`` positions.
-
-    Eight taps per sweep over a block, so the stack accumulators are loaded and
-    stored once per eight FMAs; LLVM vectorises each sweep over the positions.
-    """
-    acc = carray(_stack_ptr(CHEAP_BLOCK, xb.dtype), (CHEAP_BLOCK,))
-    nt = toff.shape[0]
-    for g in range(e0, e1, CHEAP_BLOCK):
-        m8 = (min(CHEAP_BLOCK, e1 - g) + 7) // 8 * 8
-        for k in range(m8):
-            acc[k] = bias
-        t = 0
-        while t + 8 <= nt:
-            w0, w1, w2, w3 = wt[t], wt[t + 1], wt[t + 2], wt[t + 3]
-            w4, w5, w6, w7 = wt[t + 4], wt[t + 5], wt[t + 6], wt[t + 7]
-            s0, s1 = xb[g + toff[t]:], xb[g + toff[t + 1]:]
-            s2, s3 = xb[g + toff[t + 2]:], xb[g + toff[t + 3]:]
-            s4, s5 = xb[g + toff[t + 4]:], xb[g + toff[t + 5]:]
-            s6, s7 = xb[g + toff[t + 6]:], xb[g + toff[t + 7]:]
-            for k in range(m8):
-                acc[k] = (acc[k] + w0 * s0[k] + w1 * s1[k] + w2 * s2[k] + w3 * s3[k]
-                          + w4 * s4[k] + w5 * s5[k] + w6 * s6[k] + w7 * s7[k])
-            t += 8
-        while t < nt:
-            w0, s0 = wt[t], xb[g + toff[t]:]
-            for k in range(m8):
-                acc[k] = acc[k] + w0 * s0[k]
-            t += 1
-        dst = vflat[g:]
-        for k in range(m8):
-            dst[k] = acc[k]
 
 
 @njit(cache=True)
@@ -346,7 +298,7 @@ def _fused_shared(x, wb, wc, bias, kh, kw, sh, sw, ph, pw, dh, dw, y, v, mask, b
             _copy_rows_2(xn, xb, chan, rowmap, even, odd)
         else:
             _copy_rows_any(xn, xb, chan, rowmap, cols, sw)
-        _cheap_run(xb, wt, toff, 0, run, bias, vflat)  # 2. the cheap branch
+        tap_sweeps(xb, wt, toff, 0, run, bias, vflat)  # 2. the cheap branch
         mrow, vrow = m2[n], v2[n]
         for i0 in range(0, ho, band):  # 3. per band
             q0, q1 = i0 * wo, min(ho, i0 + band) * wo
