@@ -183,3 +183,21 @@ def test_pre_is_checked_at_the_module_boundary():
         layer.train()
         with pytest.raises(ValueError, match="eval mode"):
             layer.forward(x, pre=good)
+
+
+@pytest.mark.parametrize("stride", [(2, 1), (1, 2), (2, 2), (3, 1)])
+def test_fused_with_pre_at_mixed_strides(stride):
+    # the fused kernel folds pre into its copy at stride (1, 1) only; every other stride
+    # must apply the BN-ReLU some other way and still match
+    from lccl_ref.kernels.fused import lccl_shared_eval_unchecked
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 9, 10))
+    w = rng.standard_normal((4, 3, 3, 3))
+    wc = rng.standard_normal((1, 3, 3, 3))
+    s, h = _pre_case(rng, 3, np.float64)
+    a = np.maximum(x * s[:, None, None] + h[:, None, None], 0)
+    got = lccl_shared_eval_unchecked(x, w, wc, np.array([0.1]), stride, (1, 1), (1, 1), (s, h))
+    ref = lccl_shared_eval_unchecked(a, w, wc, np.array([0.1]), stride, (1, 1), (1, 1))
+    for g, r in zip(got, ref):
+        np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-12)

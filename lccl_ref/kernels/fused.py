@@ -78,7 +78,14 @@ from .._checks import check_float_array, check_same_dtype, conv_output_size, pai
 from ..functional.batchnorm import affine_relu_unchecked
 from ..functional.conv import _check_conv_args
 from .cheap import tap_sweeps
-from .vector import _blocks_3x24, _blocks_5x16, band_cells, channel_block, weight_blocks
+from .vector import (
+    _blocks_3x24,
+    _blocks_5x16,
+    band_cells,
+    channel_block,
+    copy_image,
+    weight_blocks,
+)
 
 
 def lccl_shared_eval(x, w, w_cheap, b_cheap, stride=1, padding=0, cheap_padding=0):
@@ -154,7 +161,7 @@ def lccl_shared_eval_unchecked(x, w, w_cheap, b_cheap, stride, padding, cheap_pa
     both convolutions read ``max(x * s[c] + h[c], 0)``.
     """
     (sh, sw), (ph, pw), (cph, cpw) = stride, padding, cheap_padding
-    if pre is not None and sw != 1:  # the BN-ReLU folded into the stride-1 copy only
+    if pre is not None and (sh, sw) != (1, 1):  # BN-ReLU folded into the stride-1 copy only
         x, pre = affine_relu_unchecked(x, *pre), None
     n, c, h, wd = x.shape
     t, _, kh, kw = w.shape
@@ -171,27 +178,6 @@ def lccl_shared_eval_unchecked(x, w, w_cheap, b_cheap, stride, padding, cheap_pa
                                  ph - cph, pw - cpw, y, v, mask, cells, pre_s, pre_h,
                                  pre is not None)
     return y, v, mask, int(active), int(macs)
-
-
-@njit(cache=True)
-def _copy_rows_1(xn, xb, chan, rowmap, pw, pre_s, pre_h, has_pre):
-    """Stride 1: row ``r`` of channel ``ch`` of ``xn`` (C, H, W) into its padded row of ``xb``;
-    with ``has_pre`` as ``max(xn * pre_s[ch] + pre_h[ch], 0)`` (the BN-ReLU before the conv)."""
-    c, h, wd = xn.shape
-    zero = xb.dtype.type(0)
-    for ch in range(c):
-        a = pre_s[ch] if has_pre else zero
-        bb = pre_h[ch] if has_pre else zero
-        for r in range(h):
-            src = xn[ch, r]
-            dst = xb[ch * chan + rowmap[r] + pw:]  # indices from 0: a vectorised copy
-            if has_pre:
-                for col in range(wd):
-                    val = src[col] * a + bb
-                    dst[col] = val if val > zero else zero
-            else:
-                for col in range(wd):
-                    dst[col] = src[col]
 
 
 @njit(cache=True)
@@ -278,6 +264,7 @@ def _fused_shared(x, wb, wc, bias, kh, kw, sh, sw, ph, pw, dh, dw, y, v, mask, b
     even = (pw % 2) * ph_size + pw // 2  # at sw = 2: where input columns 2k and 2k+1 go
     odd = ((pw + 1) % 2) * ph_size + (pw + 1) // 2
     chan = sh * sw * ph_size  # from one channel to the next in xb
+    xb3 = xb[: c * ph_size].reshape(c, hq, wq)  # at stride 1: (C, Hp, Wp)
     run = (ho - 1) * wq + wo  # flat positions i*Wq + j up to the last output
     vflat = np.empty(run + 8, dtype=x.dtype)
     qs = np.empty(band * wo, dtype=np.int64)  # active positions of a band, (i - i0)*Wo + j
@@ -292,8 +279,8 @@ def _fused_shared(x, wb, wc, bias, kh, kw, sh, sw, ph, pw, dh, dw, y, v, mask, b
     macs = 0
     for n in range(n_img):
         xn = x[n]  # 1. the padded copy
-        if sw == 1:
-            _copy_rows_1(xn, xb, chan, rowmap, pw, pre_s, pre_h, has_pre)
+        if sw == 1 and sh == 1:  # the (C, Hp, Wp) buffer of .vector
+            copy_image(xn, xb3, ph, pw, pre_s, pre_h, has_pre)
         elif sw == 2:
             _copy_rows_2(xn, xb, chan, rowmap, even, odd)
         else:
