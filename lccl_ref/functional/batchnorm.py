@@ -25,6 +25,18 @@ from numba import njit
 from .._checks import check_float_array, check_same_dtype, check_shape
 
 
+def _check_bn_args(x, gamma, beta, running_mean, running_var):
+    """``x`` (N, C, H, W) and four (C,) arrays, all of one float dtype."""
+    check_float_array("x", x, ndim=4)
+    c = x.shape[1]
+    for name, v in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
+                    ("running_var", running_var)):
+        check_float_array(name, v, ndim=1)
+        check_shape(name, v, (c,))
+    check_same_dtype(x=x, gamma=gamma, beta=beta, running_mean=running_mean,
+                     running_var=running_var)
+
+
 def batchnorm2d_forward(
     x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5
 ):
@@ -45,14 +57,7 @@ def batchnorm2d_forward(
     y : ndarray, (N, C, H, W), dtype of ``x``
     cache : tuple for :func:`batchnorm2d_backward`
     """
-    check_float_array("x", x, ndim=4)
-    c = x.shape[1]
-    for name, v in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
-                    ("running_var", running_var)):
-        check_float_array(name, v, ndim=1)
-        check_shape(name, v, (c,))
-    check_same_dtype(x=x, gamma=gamma, beta=beta, running_mean=running_mean,
-                     running_var=running_var)
+    _check_bn_args(x, gamma, beta, running_mean, running_var)
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"training must be a bool, got {type(training).__name__}")
     if not 0.0 <= momentum <= 1.0:
@@ -179,14 +184,7 @@ def batchnorm2d_inference(x, gamma, beta, running_mean, running_var, eps=1e-5, r
     took a third of the eval forward's time (200 of 650 ms); this loop takes
     one pass (1.4 ms against 25 ms for BN and ReLU at 128x16x32x32).
     """
-    check_float_array("x", x, ndim=4)
-    c = x.shape[1]
-    for name, v in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
-                    ("running_var", running_var)):
-        check_float_array(name, v, ndim=1)
-        check_shape(name, v, (c,))
-    check_same_dtype(x=x, gamma=gamma, beta=beta, running_mean=running_mean,
-                     running_var=running_var)
+    _check_bn_args(x, gamma, beta, running_mean, running_var)
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps}")
     if not isinstance(relu, (bool, np.bool_)):
