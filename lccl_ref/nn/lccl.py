@@ -11,6 +11,9 @@ A batch's way through :class:`LCCLConv2d`::
                V = kernels.gated_conv2d(x, W, mask) only at active cells
                O = V * V'                          + density and MACs recorded
 
+    (shared masks, u = x: all four in one call, kernels.fused.lccl_shared_eval,
+    when that is faster for the shape than the cheap kernel + the gated kernel)
+
 Wherever ``V' = 0`` the product is 0 whatever ``V`` is, so skipping ``V`` there
 is exact: the sparse eval path equals the dense eval path to float tolerance.
 With the BN folded in, the mask is a thresholded linear predictor
@@ -270,7 +273,7 @@ class LCCLConv2d(Module):
         conv = self.conv
         n = x.shape[0]
         t, c, kh, kw = conv.weight.data.shape
-        shared_input = cheap_input is None or cheap_input is x and pre is None
+        shared_input = cheap_input is None or (cheap_input is x and pre is None)
         if self.sparse and self.fused and self.shared_mask and self.fold_bn and shared_input:
             out, v, mask, active, macs_expensive = self._shared_sparse(x, pre)
             ho, wo = v.shape[1], v.shape[2]
