@@ -18,11 +18,11 @@ The experiment driver. :func:`run_reproduce` does, on one data set:
 and :func:`lccl_ref.report.write_report` turns the results into
 ``report.md``, ``results.json`` and the figures.
 
-Modes (``MODES``): ``quick`` finishes in about 2 minutes on 2 cores (CI runs
-it; 118 CPU-seconds measured on mnist5k); ``full`` uses each data set's
-training recipe (mnist5k: 7 networks x 8 epochs on 4,000 digits, about
-50-60 CPU-minutes, i.e. roughly an hour on 2 cores, measured from a one-epoch
-full-size run); ``tiny`` (hidden, for the tests) is smaller still.  Explicit
+Modes (``MODES``): ``quick`` finishes in under a minute on 2 cores (CI runs
+it; 24-55 s measured on mnist5k); ``full`` uses each data set's training
+recipe (mnist5k: 7 networks x 10 epochs on 4,000 digits, about 10 minutes on
+2 cores; ``--epochs 5`` measured 308 s); ``tiny`` (hidden, for the tests) is
+smaller still.  Explicit
 ``--epochs`` / ``--subset`` / ``--test-subset`` override the mode.
 """
 
@@ -589,10 +589,10 @@ def add_reproduce_parser(subparsers) -> argparse.ArgumentParser:
             "Train the baseline and the LCCL networks the paper's tables need, measure "
             "sparsity, MACs and dense vs sparse time, and write OUT/report.md, "
             "OUT/results.json and PNG figures. Default data: mnist5k (offline). "
-            "--quick takes about 2 minutes on 2 cores with mnist5k (CIFAR's resnet20 is "
+            "--quick takes under a minute on 2 cores with mnist5k (CIFAR's resnet20 is "
             "17x costlier per image); the full mode follows the data set's "
-            "training recipe (mnist5k: 7 networks x 8 epochs on 4,000 digits, about an hour "
-            "on 2 cores)."))
+            "training recipe (mnist5k: 7 networks x 10 epochs on 4,000 digits, about 10 "
+            "minutes on 2 cores)."))
     p.add_argument("--dataset", default="mnist5k",
                    choices=("mnist5k", "mnist", "fashion-mnist", "cifar10", "cifar100"))
     p.add_argument("--data-dir", metavar="DIR", help="data root (else $LCCL_DATA, else cache)")
