@@ -21,6 +21,7 @@ import pytest
 from gradcheck import numerical_grad_at
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lcclhelp import randomise_bn
 
 from lccl_ref import functional as F
 from lccl_ref.kernels import cheap_single, conv2d_inference, gated_conv2d
@@ -322,16 +323,6 @@ def test_empty_image_inside_padding():
 # ---------------------------------------------------------------- timed choices per shape
 
 
-def _random_cheap_bn(layer, rng, shift=0.0):
-    bn = layer.cheap_bn
-    dt = bn.weight.data.dtype
-    k = bn.num_features
-    bn.weight.data = rng.uniform(0.5, 1.5, k).astype(dt)
-    bn.bias.data = (rng.normal(0, 0.3, k) + shift).astype(dt)
-    bn.running_mean = rng.normal(0, 0.3, k).astype(dt)
-    bn.running_var = rng.uniform(0.5, 2.0, k).astype(dt)
-
-
 def lccl_reference(layer, x, u=None):
     """Eval ``O = conv_W(x) * ReLU(BN(conv_W'(u)))`` from ``conv2d_naive`` and the BN formula."""
     u = x if u is None else u
@@ -358,7 +349,7 @@ def test_one_layer_called_with_many_shapes_in_sequence(kind, monkeypatch):
     # one shape's cached kernel to another (a wrong Ho / Wo or batch would show here)
     rng = np.random.default_rng(5)
     layer = LCCLConv2d(3, 17, 3, 2, 1, cheap=kind, rng=1, dtype=np.float32).eval()
-    _random_cheap_bn(layer, rng)
+    randomise_bn(layer, rng, spread=0.3)
     conv = Conv2d(3, 17, 3, 2, 1, rng=2, dtype=np.float32).eval()
     tables = ({}, {}, {})  # fresh tables: what this sequence decides, nothing earlier
     for mod, name, table in zip((lccl_mod, gated_mod, dense_mod),
@@ -387,7 +378,7 @@ def test_forcing_either_cached_choice_gives_the_same_output(dtype, monkeypatch):
     # for every shape: pin each decision in turn through the tables
     rng = np.random.default_rng(6)
     layer = LCCLConv2d(4, 25, 3, 1, 1, cheap="kxkxCx1", rng=3, dtype=dtype).eval()
-    _random_cheap_bn(layer, rng)
+    randomise_bn(layer, rng, spread=0.3)
     conv = Conv2d(4, 25, 3, 1, 1, rng=4, dtype=dtype).eval()
     for n, h, wd in [(1, 6, 6), (3, 7, 5)]:
         x = rng.standard_normal((n, 4, h, wd)).astype(dtype)
@@ -421,7 +412,7 @@ def test_weights_changed_in_place_and_astype_between_eval_calls(kind):
     # BN, weight blocks, timed choices) may outlive an in-place update or a dtype change
     rng = np.random.default_rng(19)
     layer = LCCLConv2d(3, 17, 3, 1, 1, cheap=kind, rng=6, dtype=np.float32).eval()
-    _random_cheap_bn(layer, rng)
+    randomise_bn(layer, rng, spread=0.3)
     x = rng.standard_normal((2, 3, 6, 7)).astype(np.float32)
     close(layer.forward(x), lccl_reference(layer, x), np.float32, "first")
     layer.conv.weight.data *= np.float32(-1.5)  # in place, as an optimiser step does
@@ -463,7 +454,7 @@ def test_every_eval_switch_agrees_with_the_reference(kind, geom, dtype):
     c, t, k, stride, padding = geom
     layer = LCCLConv2d(c, t, k, stride, padding, cheap=kind, rng=7, dtype=dtype).eval()
     rng = np.random.default_rng(8)
-    _random_cheap_bn(layer, rng, shift=0.2)
+    randomise_bn(layer, rng, 0.2, 0.3)
     x = rng.standard_normal((2, c, 9, 8)).astype(dtype)
     x_before = x.copy()
     ref = lccl_reference(layer, x)
@@ -500,7 +491,7 @@ def test_property_lccl_eval_paths_equal_the_reference(kind, t, c, n, h, wd, kh, 
     layer = LCCLConv2d(c, t, (kh, kw), (sh, sw), padding, cheap=kind, rng=seed, dtype=dtype)
     layer.eval()
     rng = np.random.default_rng(seed)
-    _random_cheap_bn(layer, rng, shift)
+    randomise_bn(layer, rng, shift, 0.3)
     x = rng.standard_normal((n, c, h, wd)).astype(dtype)
     ref = lccl_reference(layer, x)
     for sparse, fold, fused in [(True, True, True), (True, True, False), (True, False, True),
@@ -514,7 +505,7 @@ def test_property_lccl_eval_paths_equal_the_reference(kind, t, c, n, h, wd, kh, 
 def test_eval_layer_on_odd_inputs(kind):
     rng = np.random.default_rng(9)
     layer = LCCLConv2d(3, 16, 3, 1, 1, cheap=kind, rng=5, dtype=np.float64).eval()
-    _random_cheap_bn(layer, rng, shift=0.2)
+    randomise_bn(layer, rng, 0.2, 0.3)
     x0 = rng.standard_normal((2, 3, 6, 5))
     ref = lccl_reference(layer, x0)
     for name, x in layouts(x0).items():
@@ -611,7 +602,7 @@ def test_lccl_eval_with_pre_every_switch(kind, geom, dtype):
         return
     rng = np.random.default_rng(23)
     layer = LCCLConv2d(c, t, k, stride, padding, cheap=kind, rng=24, dtype=dtype).eval()
-    _random_cheap_bn(layer, rng, shift=0.3)
+    randomise_bn(layer, rng, 0.3, 0.3)
     pre = _pre(rng, c, dtype)
     x = rng.standard_normal((2, c, 7, 8)).astype(dtype)
     strided = layouts(x)["strided"]

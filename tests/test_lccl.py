@@ -8,6 +8,7 @@ import pytest
 from gradcheck import numerical_grad
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lcclhelp import randomise_bn
 
 from lccl_ref import functional as F
 from lccl_ref.nn import CHEAP_KINDS, Conv2d, LCCLConv2d, Sequential, set_sparse
@@ -17,17 +18,6 @@ from lccl_ref.nn import CHEAP_KINDS, Conv2d, LCCLConv2d, Sequential, set_sparse
 
 def make_layer(c, t, kind, k=3, stride=1, padding=1, dtype=np.float64, seed=0):
     return LCCLConv2d(c, t, k, stride, padding, cheap=kind, rng=seed, dtype=dtype)
-
-
-def randomise_bn(layer, rng, shift=0.0):
-    """Give the cheap BN non-trivial affine parameters and running statistics."""
-    bn = layer.cheap_bn
-    dt = bn.weight.data.dtype
-    t = bn.num_features
-    bn.weight.data = rng.uniform(0.5, 1.5, t).astype(dt)
-    bn.bias.data = (rng.normal(0, 0.5, t) + shift).astype(dt)
-    bn.running_mean = rng.normal(0, 0.5, t).astype(dt)
-    bn.running_var = rng.uniform(0.5, 2.0, t).astype(dt)
 
 
 def reference_output(layer, x, u=None, training=True):
