@@ -155,15 +155,15 @@ def test_auto_times_vector_and_gather_once_per_shape_and_takes_tiled_per_channel
     calls = []
 
     def fake(name, delay):
-        def kernel(*args):
+        def kernel(*args, **kwargs):
             calls.append(name)
             time.sleep(delay)
-            return 0
+            return (None, 0) if name == "vector" else 0  # vector_conv returns (y, macs)
         return kernel
 
     monkeypatch.setattr(gated_mod, "SHARED_CHOICES", {})
     monkeypatch.setattr(gated_mod, "gather_shared", fake("gather", 0.0))
-    monkeypatch.setattr(gated_mod, "vector_shared", fake("vector", 0.003))
+    monkeypatch.setattr(gated_mod, "vector_conv", fake("vector", 0.003))
     monkeypatch.setattr(gated_mod, "tiled", fake("tiled", 0.0))
     x = np.zeros((1, 4, 6, 6), np.float32)
     w = np.zeros((2, 4, 3, 3), np.float32)
@@ -176,7 +176,7 @@ def test_auto_times_vector_and_gather_once_per_shape_and_takes_tiled_per_channel
     gated_conv2d(x, w, np.ones((1, 2, 4, 4), bool))  # per-channel: tiled, untimed
     assert calls == ["gather", "tiled"]
     monkeypatch.setattr(gated_mod, "gather_shared", fake("gather", 0.003))
-    monkeypatch.setattr(gated_mod, "vector_shared", fake("vector", 0.0))
+    monkeypatch.setattr(gated_mod, "vector_conv", fake("vector", 0.0))
     calls.clear()
     gated_conv2d(x[:, :, :5], w, np.ones((1, 3, 4), bool))  # a new shape, now vector wins
     assert calls[-1] == "vector" and len(gated_mod.SHARED_CHOICES) == 2

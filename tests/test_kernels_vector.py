@@ -151,9 +151,9 @@ def test_vector_refuses_per_channel_mask_and_bad_scale():
 def test_bands_of_any_size_give_the_same_result(monkeypatch, cells):
     # real layers use bands of >= 256 cells (one band for every small test image), so
     # force small bands here: band boundaries mid-row, a short last band, one row per band
-    from lccl_ref.kernels import gated as gated_mod
+    from lccl_ref.kernels import vector as vector_mod
 
-    monkeypatch.setattr(gated_mod, "band_cells", lambda t_pad, itemsize: cells)
+    monkeypatch.setattr(vector_mod, "band_cells", lambda t_pad, itemsize: cells)
     rng = np.random.default_rng(cells)
     x = rng.standard_normal((2, 3, 9, 8))
     w = rng.standard_normal((5, 3, 3, 3))
@@ -163,3 +163,8 @@ def test_bands_of_any_size_give_the_same_result(monkeypatch, cells):
     ref, ref_macs = gated_conv2d(x, w, mask, None, 1, 1, method="direct", scale=scale)
     np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
     assert macs == ref_macs
+    # the dense path (no mask: the precomputed position lists, band by band)
+    yd, macs_d = vector_mod.vector_conv(x, w, None, (1, 1), (1, 1))
+    full, full_macs = gated_conv2d(x, w, np.ones_like(mask), None, 1, 1, method="direct")
+    np.testing.assert_allclose(yd, full, rtol=1e-12, atol=1e-12)
+    assert macs_d == full_macs == 2 * 9 * 8 * 5 * 27

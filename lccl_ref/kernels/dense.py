@@ -31,13 +31,11 @@ that GEMM).
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..functional import conv2d_forward
 from ..functional.batchnorm import affine_relu_unchecked
 from ..functional.conv import _check_conv_args
 from ._tune import fastest
-from .gated import gated_conv2d_unchecked
+from .vector import vector_conv
 
 DENSE_METHODS = ("auto", "im2col", "vector")
 #: Timed calls per kernel when ``"auto"`` meets a new shape (after one warm-up call).
@@ -86,8 +84,7 @@ def _run(method, x, w, b, stride, padding, ho, wo, pre):
         if pre is not None:  # the BN-ReLU as a pass of its own
             x = affine_relu_unchecked(x, *pre)
         return conv2d_forward(x, w, b, stride, padding)[0]
-    full = np.ones((x.shape[0], ho, wo), dtype=np.bool_)
-    return gated_conv2d_unchecked(x, w, full, b, stride, padding, "vector", pre=pre)[0]
+    return vector_conv(x, w, b, stride, padding, pre=pre)[0]  # every position, no mask
 
 
 def _choose(x, w, b, stride, padding, ho, wo, pre):

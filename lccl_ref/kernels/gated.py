@@ -79,7 +79,7 @@ from ._tune import fastest
 from .direct import direct_per_channel, direct_shared
 from .gather import gather_shared
 from .tiled import tiled
-from .vector import band_cells, channel_block, vector_shared, weight_blocks
+from .vector import vector_conv
 
 METHODS = ("auto", "direct", "gather", "tiled", "vector")
 
@@ -216,16 +216,7 @@ def gated_conv2d_unchecked(x, w, mask, b, stride, padding, method="auto", scale=
         macs = gather_shared(x, weight_matrix(w), bias, mask, kh, kw, (sh, sw), p, y, scale)
         return y, int(macs)
     if method == "vector":  # writes every cell of y, zeros included
-        y = np.empty((n, t, ho, wo), dtype=dtype)
-        tb = channel_block(t)
-        wb = weight_blocks(w, tb)  # (T_pad / TB, C*kh*kw, TB)
-        if not scaled:  # typed like a real scale, never read
-            scale = np.ones((1, 1, 1), dtype=dtype)
-        cells = band_cells(wb.shape[0] * tb, x.itemsize)
-        pre_s, pre_h = pre if pre is not None else (bias, bias)  # typed, unread without pre
-        macs = vector_shared(x, wb, bias, mask, scale, scaled, kh, kw, sh, sw, *p, y, cells,
-                             pre_s, pre_h, pre is not None)
-        return y, int(macs)
+        return vector_conv(x, w, b, stride, p, mask, scale, pre)
     if not scaled:  # a placeholder typed like a real scale; the kernels never read it
         scale = np.ones((1,) * mask.ndim, dtype=dtype)
     y = np.zeros((n, t, ho, wo), dtype=dtype)

@@ -179,6 +179,31 @@ def weight_blocks(w, tb):
     return out
 
 
+def vector_conv(x, w, b, stride, padding, mask=None, scale=None, pre=None):
+    """``(y, macs)``: the shared-mask gated conv (``mask`` (N, Ho, Wo)), or with
+    ``mask=None`` the dense one, by :func:`vector_shared`.  No argument checks
+    (callers made them): ``b`` (T,) or None, ``stride``/``padding`` int pairs,
+    ``scale`` None or like ``mask``, ``pre`` None or ``(s, h)`` (C,) arrays."""
+    (sh, sw), (ph, pw) = stride, padding
+    n, _, h, wd = x.shape
+    t, _, kh, kw = w.shape
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
+    dtype = x.dtype
+    bias = np.zeros(t, dtype) if b is None else np.ascontiguousarray(b)
+    y = np.empty((n, t, ho, wo), dtype=dtype)
+    tb = channel_block(t)
+    wb = weight_blocks(w, tb)  # (T_pad / TB, C*kh*kw, TB)
+    masked, scaled = mask is not None, scale is not None
+    mask = np.ascontiguousarray(mask) if masked else np.ones((1, 1, 1), dtype=np.bool_)
+    # placeholders typed like the real arrays, never read
+    scale = np.ascontiguousarray(scale) if scaled else np.ones((1, 1, 1), dtype=dtype)
+    pre_s, pre_h = pre if pre is not None else (bias, bias)
+    cells = band_cells(wb.shape[0] * tb, x.itemsize)
+    macs = vector_shared(x, wb, bias, mask, scale, scaled, kh, kw, sh, sw, ph, pw, y, cells,
+                         pre_s, pre_h, pre is not None, masked)
+    return y, int(macs)
+
+
 @njit(cache=True)
 def _fill_blocks(wm, out):
     """``out[g, e, u] = wm[g*tb + u, e]``, 0 where ``g*tb + u >= T``."""
@@ -224,47 +249,54 @@ def copy_image(xn, buf, ph, pw, pre_s, pre_h, has_pre):
 
 
 @njit(cache=True)
-def vector_shared(x, wb, b, mask, scale, scaled, kh, kw, sh, sw, ph, pw, y, band_cells,
-                  pre_s, pre_h, has_pre):
-    """Shared mask ``(N, Ho, Wo)``: all ``T`` outputs of each active position, blocked.
-
-    ``x`` (N, C, H, W) any strides; ``wb`` from :func:`weight_blocks`;
-    ``b`` (T,); ``mask`` and (when ``scaled``) ``scale`` C-contiguous
-    ``(N, Ho, Wo)``; ``y`` C-contiguous ``(N, T, Ho, Wo)``, every cell written.
-    Output rows go in bands of about ``band_cells`` cells (at least one row).
-    With ``has_pre`` the convolution reads ``max(x * pre_s[c] + pre_h[c], 0)``
-    (:func:`copy_image`).  Returns the MACs executed.
-    """
-    n_img, c, h, w = x.shape
-    _, n_out, ho, wo = y.shape
-    n_tb, k_len, tb = wb.shape
-    hp, wp = h + 2 * ph, w + 2 * pw
-    plane = ho * wo
-    band = max(1, min(ho, band_cells // wo))  # output rows per band
-    buf = np.zeros((c, hp, wp), dtype=x.dtype)  # padded image; the border stays 0
-    xb = buf.reshape(-1)
-    off = np.empty(k_len, dtype=np.uint64)  # tap e = (ch, a, q) relative to the window corner
+def patch_offsets(c, kh, kw, hp, wp):
+    """``off[e]``, tap ``e = (ch, a, b)``: ``(ch*Hp + a)*Wp + b``, from the window's corner
+    in a ``(C, Hp, Wp)`` padded image (unsigned: no negative-index wraparound code)."""
+    off = np.empty(c * kh * kw, dtype=np.uint64)
     e = 0
     for ch in range(c):
         for a in range(kh):
             for q in range(kw):
                 off[e] = (ch * hp + a) * wp + q
                 e += 1
-    qs = np.empty(band * wo, dtype=np.int64)  # active positions of a band, (i - i0)*Wo + j
-    base = np.empty(band * wo, dtype=np.uint64)  # their window corners in buf
-    bases = np.empty(8, dtype=np.uint64)
-    obuf = np.empty((n_tb * tb, band * wo), dtype=x.dtype)  # (T_pad, cells of a band)
-    y3 = y.reshape(n_img, n_out, plane)
-    m3 = mask.reshape(n_img, plane)
-    s3 = scale.reshape(scale.shape[0], -1)
-    zero = y.dtype.type(0)
+    return off
+
+
+@njit(cache=True)
+def all_positions(ho, wo, sh, sw, wp, qs, base):
+    """The position lists of a dense (unmasked) conv, made once: ``qs[k] = k`` and
+    ``base[i*Wo + j] = i*sh*Wp + j*sw`` (the window corners), for every output cell."""
+    for k in range(qs.shape[0]):
+        qs[k] = k
+    for i in range(ho):
+        for j in range(wo):
+            base[i * wo + j] = i * sh * wp + j * sw
+
+
+@njit(cache=True)
+def vector_image(xn, buf, off, wb, b, mrow, srow, masked, scaled, sh, sw, ph, pw, yn, ho, wo,
+                 band, qs, base, bases, obuf, pre_s, pre_h, has_pre):
+    """Steps 1-4 of the module header for one image; returns its MACs.
+
+    ``xn`` (C, H, W) any strides; ``buf`` the zero-bordered ``(C, Hp, Wp)``
+    padded image (its border is never written: kept from image to image);
+    ``off`` from :func:`patch_offsets`; ``yn`` (T, Ho*Wo) C-contiguous.
+    ``masked``: ``mrow`` (Ho*Wo,) is the image's mask and ``srow`` its scale
+    (when ``scaled``); ``qs`` and ``base`` (at least ``band*Wo`` and ``Ho*Wo``
+    long) are scratch.  Not ``masked``: every position, from the lists that
+    :func:`all_positions` made in ``qs`` and ``base``; ``mrow``, ``srow`` unread.
+    ``obuf`` (T_pad, band*Wo) and ``bases`` (8,) are scratch.
+    """
+    n_tb, k_len, tb = wb.shape
+    n_out = yn.shape[0]
+    wp = buf.shape[2]
+    copy_image(xn, buf, ph, pw, pre_s, pre_h, has_pre)
+    xb = buf.reshape(-1)
+    zero = yn.dtype.type(0)
     macs = 0
-    for n in range(n_img):
-        copy_image(x[n], buf, ph, pw, pre_s, pre_h, has_pre)
-        mrow = m3[n]
-        srow = s3[n] if scaled else s3[0]
-        for i0 in range(0, ho, band):
-            q0, q1 = i0 * wo, min(ho, i0 + band) * wo
+    for i0 in range(0, ho, band):
+        q0, q1 = i0 * wo, min(ho, i0 + band) * wo
+        if masked:
             m = 0  # branch-free compaction (an ``if`` would mispredict on random masks)
             for i in range(i0, i0 + (q1 - q0) // wo):
                 row0 = (i - i0) * wo
@@ -272,20 +304,70 @@ def vector_shared(x, wb, b, mask, scale, scaled, kh, kw, sh, sw, ph, pw, y, band
                     qs[m] = row0 + j
                     base[m] = i * sh * wp + j * sw
                     m += np.int64(mrow[q0 + row0 + j])
-            for ci in range(n_tb):
-                if tb == 16:
-                    _blocks_5x16(xb, wb[ci], off, base, qs, m, bases, obuf, ci * tb)
-                else:
-                    _blocks_3x24(xb, wb[ci], off, base, qs, m, bases, obuf, ci * tb)
-            macs += m * n_out * k_len
+            band_base = base
+        else:
+            m = q1 - q0
+            band_base = base[q0:q1]
+        for ci in range(n_tb):
+            if tb == 16:
+                _blocks_5x16(xb, wb[ci], off, band_base, qs, m, bases, obuf, ci * tb)
+            else:
+                _blocks_3x24(xb, wb[ci], off, band_base, qs, m, bases, obuf, ci * tb)
+        macs += m * n_out * k_len
+        if masked:
             mb = mrow[q0:q1]
             sb = srow[q0:q1] if scaled else srow[:1]
             for t in range(n_out):  # unit strides: LLVM vectorises the select
                 bt = b[t]
-                yt = y3[n, t, q0:q1]
+                yt = yn[t, q0:q1]
                 ot = obuf[t]
                 for q in range(q1 - q0):
                     s = sb[q] if scaled else sb[0]
                     v = (ot[q] + bt) * s
                     yt[q] = v if mb[q] else zero
+        else:
+            for t in range(n_out):
+                bt = b[t]
+                yt = yn[t, q0:q1]
+                ot = obuf[t]
+                for q in range(q1 - q0):
+                    yt[q] = ot[q] + bt
+    return macs
+
+
+@njit(cache=True)
+def vector_shared(x, wb, b, mask, scale, scaled, kh, kw, sh, sw, ph, pw, y, band_cells,
+                  pre_s, pre_h, has_pre, masked=True):
+    """Shared mask ``(N, Ho, Wo)``: all ``T`` outputs of each active position, blocked.
+
+    ``x`` (N, C, H, W) any strides; ``wb`` from :func:`weight_blocks`;
+    ``b`` (T,); ``mask`` and (when ``scaled``) ``scale`` C-contiguous
+    ``(N, Ho, Wo)``; ``y`` C-contiguous ``(N, T, Ho, Wo)``, every cell written.
+    Output rows go in bands of about ``band_cells`` cells (at least one row).
+    With ``has_pre`` the convolution reads ``max(x * pre_s[c] + pre_h[c], 0)``
+    (:func:`copy_image`).  ``masked=False``: the dense convolution, every
+    position (``mask`` and ``scale`` unread).  Returns the MACs executed.
+    """
+    n_img, c, h, w = x.shape
+    _, n_out, ho, wo = y.shape
+    n_tb, k_len, tb = wb.shape
+    hp, wp = h + 2 * ph, w + 2 * pw
+    band = max(1, min(ho, band_cells // wo))  # output rows per band
+    buf = np.zeros((c, hp, wp), dtype=x.dtype)  # padded image; the border stays 0
+    off = patch_offsets(c, kh, kw, hp, wp)
+    qs = np.empty(max(band, ho) * wo, dtype=np.int64)  # active positions of a band, (i - i0)*Wo + j
+    base = np.empty(max(band, ho) * wo, dtype=np.uint64)  # their window corners in buf
+    if not masked:
+        all_positions(ho, wo, sh, sw, wp, qs, base)
+    bases = np.empty(8, dtype=np.uint64)
+    obuf = np.empty((n_tb * tb, band * wo), dtype=x.dtype)  # (T_pad, cells of a band)
+    y3 = y.reshape(n_img, n_out, ho * wo)
+    m3 = mask.reshape(mask.shape[0], -1)
+    s3 = scale.reshape(scale.shape[0], -1)
+    macs = 0
+    for n in range(n_img):
+        mrow = m3[n] if masked else m3[0]
+        srow = s3[n] if scaled else s3[0]
+        macs += vector_image(x[n], buf, off, wb, b, mrow, srow, masked, scaled, sh, sw, ph, pw,
+                             y3[n], ho, wo, band, qs, base, bases, obuf, pre_s, pre_h, has_pre)
     return macs
