@@ -217,9 +217,117 @@ def _copy_rows_any(xn, xb, chan, rowmap, cols, sw):
 
 
 @njit(cache=True)
+def fused_tables(c, h, wd, kh, kw, khc, kwc, sh, sw, ph, pw, dh, dw):
+    """The layout of the padded image and the tap offsets, made once per shape.
+
+    Returns ``(off, toff, rowmap, cols, even, odd, hq, wq)``: expensive taps
+    ``(ch, a, b)`` and cheap taps (their window shifted by ``(dh, dw)``) as
+    offsets from a window's corner in the ``(C, sh, sw, Hq, Wq)`` phase layout
+    (at stride 1 the ``(C, Hp, Wp)`` padded image); the copy's tables:
+    ``rowmap[r]`` where input row ``r`` goes in a channel, ``cols[b]`` (first
+    input column, its offset, count) of column phase ``b``, ``even`` / ``odd``
+    where columns ``2k`` / ``2k+1`` go at ``sw = 2``; a phase is ``Hq x Wq``.
+    """
+    hq, wq = -(-(h + 2 * ph) // sh), -(-(wd + 2 * pw) // sw)  # rows, columns of a phase
+    ph_size = hq * wq  # one (row phase, column phase) plane of a channel
+    off = np.empty(c * kh * kw, dtype=np.uint64)
+    e = 0
+    for ch in range(c):
+        for a in range(kh):
+            for b in range(kw):
+                off[e] = (((ch * sh + a % sh) * sw + b % sw) * hq + a // sh) * wq + b // sw
+                e += 1
+    toff = np.empty(c * khc * kwc, dtype=np.int64)
+    e = 0
+    for ch in range(c):
+        for a in range(dh, dh + khc):
+            for b in range(dw, dw + kwc):
+                toff[e] = (((ch * sh + a % sh) * sw + b % sw) * hq + a // sh) * wq + b // sw
+                e += 1
+    rowmap = np.empty(h, dtype=np.int64)
+    for r in range(h):
+        rowmap[r] = (((ph + r) % sh) * sw * hq + (ph + r) // sh) * wq
+    cols = np.zeros((sw, 3), dtype=np.int64)
+    for b in range(sw):
+        c0 = (b - pw) % sw
+        cols[b, 0], cols[b, 1] = c0, b * ph_size + (pw + c0) // sw
+        cols[b, 2] = max(0, -(-(wd - c0) // sw))
+    even = (pw % 2) * ph_size + pw // 2
+    odd = ((pw + 1) % 2) * ph_size + (pw + 1) // 2
+    return off, toff, rowmap, cols, even, odd, hq, wq
+
+
+def fused_buffer(c, sh, sw, hq, wq, dtype):
+    """The zero padded image of :func:`fused_image` (with slack for the cheap overrun)."""
+    return np.zeros(c * sh * sw * hq * wq + 8 + wq, dtype=dtype)
+
+
+@njit(cache=True)
+def fused_image(xn, xb, off, toff, wt, bias, rowmap, cols, even, odd, hq, wq, wb, sh, sw,
+                ph, pw, yn, vrow, mrow, ho, wo, band, vflat, qs, base, bases, obuf,
+                pre_s, pre_h, has_pre):
+    """Steps 1-3 of the module header for one image; returns ``(active, macs)``.
+
+    ``xn`` (C, H, W) any strides; ``xb`` from :func:`fused_buffer` (its zeros
+    are kept from image to image), the tables from :func:`fused_tables`;
+    ``wt`` the cheap weights (C*kh'*kw',), ``bias`` their folded bias;
+    ``yn`` (T, Ho*Wo), ``vrow`` and ``mrow`` (Ho*Wo,), every cell written;
+    ``vflat`` ((Ho-1)*Wq + Wo + 8,), ``qs``, ``base`` (band*Wo,), ``bases``
+    (8,), ``obuf`` (T_pad, band*Wo) scratch.  With ``has_pre`` (stride 1
+    only) both convolutions read ``max(x * pre_s[c] + pre_h[c], 0)``.
+    """
+    c = xn.shape[0]
+    n_tb, k_len, tb = wb.shape
+    n_out = yn.shape[0]
+    chan = sh * sw * hq * wq  # from one channel to the next in xb
+    if sw == 1 and sh == 1:  # 1. the padded copy: the (C, Hp, Wp) buffer of .vector
+        copy_image(xn, xb[: c * hq * wq].reshape(c, hq, wq), ph, pw, pre_s, pre_h, has_pre)
+    elif sw == 2:
+        _copy_rows_2(xn, xb, chan, rowmap, even, odd)
+    else:
+        _copy_rows_any(xn, xb, chan, rowmap, cols, sw)
+    run = (ho - 1) * wq + wo  # flat positions i*Wq + j up to the last output
+    tap_sweeps(xb, wt, toff, 0, run, bias, vflat)  # 2. the cheap branch
+    zero = yn.dtype.type(0)
+    active = 0
+    macs = 0
+    for i0 in range(0, ho, band):  # 3. per band
+        q0, q1 = i0 * wo, min(ho, i0 + band) * wo
+        m = 0  # ReLU, mask and the branch-free list of active positions
+        for i in range(i0, i0 + (q1 - q0) // wo):
+            row0 = (i - i0) * wo
+            vin = vflat[i * wq: i * wq + wo]
+            vout, mout = vrow[q0 + row0: q0 + row0 + wo], mrow[q0 + row0: q0 + row0 + wo]
+            for j in range(wo):
+                val = vin[j]
+                on = val > zero
+                vout[j] = val if on else zero
+                mout[j] = on
+                qs[m] = row0 + j
+                base[m] = i * wq + j
+                m += np.int64(on)
+        for ci in range(n_tb):
+            if tb == 16:
+                _blocks_5x16(xb, wb[ci], off, base, qs, m, bases, obuf, ci * tb)
+            else:
+                _blocks_3x24(xb, wb[ci], off, base, qs, m, bases, obuf, ci * tb)
+        active += m
+        macs += m * n_out * k_len
+        mb = mrow[q0:q1]
+        sb = vrow[q0:q1]
+        for t in range(n_out):  # unit strides: LLVM vectorises the select
+            yt = yn[t, q0:q1]
+            ot = obuf[t]
+            for q in range(q1 - q0):
+                val = ot[q] * sb[q]  # computed first: with the product inside the
+                yt[q] = val if mb[q] else zero  # select, LLVM branched (+1.5 ms)
+    return active, macs
+
+
+@njit(cache=True)
 def _fused_shared(x, wb, wc, bias, kh, kw, sh, sw, ph, pw, dh, dw, y, v, mask, band_cells,
                   pre_s, pre_h, has_pre):
-    """Steps 1-3 of the module header for every image; returns ``(active, macs)``.
+    """:func:`fused_image` for every image; returns ``(active, macs)``.
 
     ``x`` (N, C, H, W) any strides; ``wb`` from :func:`.vector.weight_blocks`;
     ``wc`` (C, kh', kw') C-contiguous, its window at ``(dh, dw)`` inside the
@@ -231,92 +339,27 @@ def _fused_shared(x, wb, wc, bias, kh, kw, sh, sw, ph, pw, dh, dw, y, v, mask, b
     _, n_out, ho, wo = y.shape
     n_tb, k_len, tb = wb.shape
     khc, kwc = wc.shape[1], wc.shape[2]
-    hq, wq = -(-(h + 2 * ph) // sh), -(-(wd + 2 * pw) // sw)  # rows, columns of a phase
-    ph_size = hq * wq  # one (row phase, column phase) plane of a channel
-    plane = ho * wo
+    off, toff, rowmap, cols, even, odd, hq, wq = fused_tables(c, h, wd, kh, kw, khc, kwc,
+                                                              sh, sw, ph, pw, dh, dw)
     band = max(1, min(ho, band_cells // wo))  # output rows per band
-    # the padded image (C, sh, sw, Hq, Wq); the border stays 0; slack for the cheap overrun
-    xb = np.zeros(c * sh * sw * ph_size + 8 + wq, dtype=x.dtype)
-    off = np.empty(k_len, dtype=np.uint64)  # expensive tap (ch, a, b) from the window corner
-    e = 0
-    for ch in range(c):
-        for a in range(kh):
-            for b in range(kw):
-                off[e] = (((ch * sh + a % sh) * sw + b % sw) * hq + a // sh) * wq + b // sw
-                e += 1
-    n_cheap = c * khc * kwc
-    toff = np.empty(n_cheap, dtype=np.int64)  # cheap taps, their window shifted by (dh, dw)
-    e = 0
-    for ch in range(c):
-        for a in range(dh, dh + khc):
-            for b in range(dw, dw + kwc):
-                toff[e] = (((ch * sh + a % sh) * sw + b % sw) * hq + a // sh) * wq + b // sw
-                e += 1
-    wt = wc.reshape(n_cheap)
-    rowmap = np.empty(h, dtype=np.int64)  # input row -> its padded row's offset in a channel
-    for r in range(h):
-        rowmap[r] = (((ph + r) % sh) * sw * hq + (ph + r) // sh) * wq
-    cols = np.zeros((sw, 3), dtype=np.int64)  # column phase b: first input column, its
-    for b in range(sw):  # offset in the padded row, number of columns
-        c0 = (b - pw) % sw
-        cols[b, 0], cols[b, 1] = c0, b * ph_size + (pw + c0) // sw
-        cols[b, 2] = max(0, -(-(wd - c0) // sw))
-    even = (pw % 2) * ph_size + pw // 2  # at sw = 2: where input columns 2k and 2k+1 go
-    odd = ((pw + 1) % 2) * ph_size + (pw + 1) // 2
-    chan = sh * sw * ph_size  # from one channel to the next in xb
-    xb3 = xb[: c * ph_size].reshape(c, hq, wq)  # at stride 1: (C, Hp, Wp)
-    run = (ho - 1) * wq + wo  # flat positions i*Wq + j up to the last output
-    vflat = np.empty(run + 8, dtype=x.dtype)
+    xb = np.zeros(c * sh * sw * hq * wq + 8 + wq, dtype=x.dtype)  # = fused_buffer(...)
+    vflat = np.empty((ho - 1) * wq + wo + 8, dtype=x.dtype)
     qs = np.empty(band * wo, dtype=np.int64)  # active positions of a band, (i - i0)*Wo + j
     base = np.empty(band * wo, dtype=np.uint64)  # their window corners in xb
     bases = np.empty(8, dtype=np.uint64)
     obuf = np.empty((n_tb * tb, band * wo), dtype=x.dtype)  # (T_pad, cells of a band)
-    y3 = y.reshape(n_img, n_out, plane)
-    m2 = mask.reshape(n_img, plane)
-    v2 = v.reshape(n_img, plane)
-    zero = y.dtype.type(0)
+    y3 = y.reshape(n_img, n_out, ho * wo)
+    m2 = mask.reshape(n_img, ho * wo)
+    v2 = v.reshape(n_img, ho * wo)
+    wt = wc.reshape(c * khc * kwc)
     active = 0
     macs = 0
     for n in range(n_img):
-        xn = x[n]  # 1. the padded copy
-        if sw == 1 and sh == 1:  # the (C, Hp, Wp) buffer of .vector
-            copy_image(xn, xb3, ph, pw, pre_s, pre_h, has_pre)
-        elif sw == 2:
-            _copy_rows_2(xn, xb, chan, rowmap, even, odd)
-        else:
-            _copy_rows_any(xn, xb, chan, rowmap, cols, sw)
-        tap_sweeps(xb, wt, toff, 0, run, bias, vflat)  # 2. the cheap branch
-        mrow, vrow = m2[n], v2[n]
-        for i0 in range(0, ho, band):  # 3. per band
-            q0, q1 = i0 * wo, min(ho, i0 + band) * wo
-            m = 0  # ReLU, mask and the branch-free list of active positions
-            for i in range(i0, i0 + (q1 - q0) // wo):
-                row0 = (i - i0) * wo
-                vin = vflat[i * wq: i * wq + wo]
-                vout, mout = vrow[q0 + row0: q0 + row0 + wo], mrow[q0 + row0: q0 + row0 + wo]
-                for j in range(wo):
-                    val = vin[j]
-                    on = val > zero
-                    vout[j] = val if on else zero
-                    mout[j] = on
-                    qs[m] = row0 + j
-                    base[m] = i * wq + j
-                    m += np.int64(on)
-            for ci in range(n_tb):
-                if tb == 16:
-                    _blocks_5x16(xb, wb[ci], off, base, qs, m, bases, obuf, ci * tb)
-                else:
-                    _blocks_3x24(xb, wb[ci], off, base, qs, m, bases, obuf, ci * tb)
-            active += m
-            macs += m * n_out * k_len
-            mb = mrow[q0:q1]
-            sb = vrow[q0:q1]
-            for t in range(n_out):  # unit strides: LLVM vectorises the select
-                yt = y3[n, t, q0:q1]
-                ot = obuf[t]
-                for q in range(q1 - q0):
-                    val = ot[q] * sb[q]  # computed first: with the product inside the
-                    yt[q] = val if mb[q] else zero  # select, LLVM branched (+1.5 ms)
+        a, m = fused_image(x[n], xb, off, toff, wt, bias, rowmap, cols, even, odd, hq, wq, wb,
+                           sh, sw, ph, pw, y3[n], v2[n], m2[n], ho, wo, band, vflat, qs, base,
+                           bases, obuf, pre_s, pre_h, has_pre)
+        active += a
+        macs += m
     return active, macs
 
 
