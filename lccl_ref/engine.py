@@ -29,7 +29,6 @@ Ops (one row of ``ops`` each; the columns are the ``F_*`` constants)::
     CONV        dst = conv_W(src) + b            (vector_image, every position)
     LCCL        dst = V * V', mask = V' > 0      (fused_image: cheap branch, then
                                                  the expensive conv where the mask is on)
-    AFFINE_RELU dst = max(src * s[c] + h[c], 0)  (a BN-ReLU that no copy absorbs)
     ADD         dst += src                       (the identity shortcut)
     ADD_SUB     dst[:C] += src[:, ::s, ::s]      (the parameter-free "identity" shortcut
                                                  of a block that changes the shape)
@@ -37,11 +36,10 @@ Ops (one row of ``ops`` each; the columns are the ``F_*`` constants)::
 
 CONV and LCCL read ``max(src * s + h, 0)`` when the op has a ``pre`` (the
 block's BN-ReLU, applied in the kernel's input copy, as the module path's
-``pre=`` does); LCCL at a stride other than 1 cannot (its copy splits the
-image into phases), so the program puts an AFFINE_RELU before it.  A
+``pre=`` does), so no BN-ReLU is a pass of its own.  A
 pre-activation block (``aft`` placements) becomes::
 
-    h = CONV|LCCL(x, pre=BN1)            (stride 1)
+    h = CONV|LCCL(x, pre=BN1)
     o = CONV|LCCL(h, pre=BN2)
     o += x | x[:, ::s, ::s] | CONV_1x1(x, pre=BN1)     (shortcut)
 
@@ -86,8 +84,8 @@ from .models.blocks import PreActBlock, SubsamplePad
 from .models.resnet import PreActResNet
 from .nn import Conv2d, LCCLConv2d
 
-OP_CONV, OP_LCCL, OP_AFFINE_RELU, OP_ADD, OP_ADD_SUB, OP_HEAD = range(6)
-OP_NAMES = ("CONV", "LCCL", "AFFINE_RELU", "ADD", "ADD_SUB", "HEAD")
+OP_CONV, OP_LCCL, OP_ADD, OP_ADD_SUB, OP_HEAD = range(5)
+OP_NAMES = ("CONV", "LCCL", "ADD", "ADD_SUB", "HEAD")
 
 # Columns of an op row.  -1 means "none" in the index columns.
 (F_CODE,  # OP_*
@@ -170,15 +168,6 @@ def _run(x, out, ops, acts, vecs, wbs, pads, utabs, itabs, fbufs, masks, stats):
                     pre_s, pre_h, has_pre)
                 stats[k, 0] += active
                 stats[k, 1] += macs
-            elif code == OP_AFFINE_RELU:
-                zero = src.dtype.type(0)
-                for ch in range(c):
-                    a, b = pre_s[ch], pre_h[ch]
-                    s_row = src[ch].reshape(-1)
-                    d_row = dst[ch]
-                    for q in range(h * w):
-                        v = s_row[q] * a + b
-                        d_row[q] = v if v > zero else zero
             elif code == OP_ADD:
                 for ch in range(t):
                     s_row = src[ch].reshape(-1)
@@ -291,14 +280,12 @@ class _Builder:
         return dst
 
     def lccl(self, layer: LCCLConv2d, src, pre=None):
-        """An LCCL op (fused cheap branch and gated conv); ``pre`` at stride 1 only."""
+        """An LCCL op (fused cheap branch and gated conv)."""
         c, h, w = self.values[src]
         conv, cconv = layer.conv, layer.cheap_conv
         wt = conv.weight.data
         t, _, kh, kw = wt.shape
         (sh, sw), (ph, pw), (cph, cpw) = conv.stride, conv.padding, cconv.padding
-        if pre is not None and (sh, sw) != (1, 1):
-            raise AssertionError("pre at stride != 1 goes through an AFFINE_RELU op")
         ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
         w_f, b_f = layer._folded_cheap()  # (1, C, kh', kw'), (1,)
         khc, kwc = w_f.shape[2:]
@@ -329,13 +316,6 @@ class _Builder:
                         hq=hq, wq=wq, vf=vf, mask=self.mask_cells)
         row[F_BIAS] = row[F_CHEAP]  # typed placeholder (LCCL convs have no bias)
         self.mask_cells += ho * wo
-        self.uses.append(((src,), dst))
-        return dst
-
-    def affine_relu(self, src, pre):
-        shape = self.values[src]
-        dst = self.value(shape)
-        self._row(OP_AFFINE_RELU, src, shape, shape, pre=self._pre(pre))
         self.uses.append(((src,), dst))
         return dst
 
@@ -470,14 +450,8 @@ class Engine:
         for name, blk in self._blocks():
             x = v
             pre1, pre2 = _affine(blk.bn1), _affine(blk.bn2)
-            a = None  # the pre-activation, made only when a kernel cannot absorb it
-            hv = None
             if isinstance(blk.conv1, LCCLConv2d) and self.sparse:
-                if blk.conv1.conv.stride != (1, 1):
-                    a = b.affine_relu(x, pre1)
-                    hv = b.lccl(blk.conv1, a)
-                else:
-                    hv = b.lccl(blk.conv1, x, pre1)
+                hv = b.lccl(blk.conv1, x, pre1)
             else:
                 hv = b.conv(_expensive(blk.conv1), x, pre1)
             b.layers.append((len(b.rows) - 1, f"{name}.conv1", blk.conv1))
@@ -487,8 +461,7 @@ class Engine:
                 o = b.conv(_expensive(blk.conv2), hv, pre2)
             b.layers.append((len(b.rows) - 1, f"{name}.conv2", blk.conv2))
             if blk.shortcut_kind == "projection":
-                p = b.conv(blk.shortcut, a, None) if a is not None else b.conv(blk.shortcut, x,
-                                                                              pre1)
+                p = b.conv(blk.shortcut, x, pre1)
                 b.layers.append((len(b.rows) - 1, f"{name}.shortcut", blk.shortcut))
                 b.add(o, p)
             elif blk.shortcut_kind == "identity":

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lccl_ref.functional import conv2d_forward, conv2d_naive
+from lccl_ref.functional.batchnorm import affine_relu_unchecked
 from lccl_ref.kernels.cheap import cheap_single_unchecked
 from lccl_ref.kernels.fused import lccl_shared_eval, lccl_shared_eval_unchecked
 from lccl_ref.kernels.gated import gated_conv2d_unchecked
@@ -201,3 +202,28 @@ def test_bad_input(change, error, match):
     args = {**_good(), **change}
     with pytest.raises(error, match=match):
         lccl_shared_eval(**args)
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    n=st.integers(1, 2), c=st.integers(1, 4), t=st.sampled_from([1, 5, 16, 17]),
+    h=st.integers(3, 9), wd=st.integers(3, 9), sh=st.integers(1, 3), sw=st.integers(1, 3),
+    padding=st.integers(0, 2), seed=st.integers(0, 2**16),
+)
+def test_property_pre_in_the_copy_is_the_bn_relu_first(n, c, t, h, wd, sh, sw, padding, seed):
+    """``pre=(s, h)`` at any stride (the phase copies of stride 2 and 3 included, odd
+    widths too) gives what the kernel gives on ``max(x * s + h, 0)`` made first."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, wd))
+    w = rng.standard_normal((t, c, 3, 3))
+    wc = rng.standard_normal((1, c, 3, 3))
+    b_c = np.array([rng.normal()])
+    s, sh_ = rng.uniform(0.5, 1.5, c), rng.normal(0, 0.5, c)
+    xa = affine_relu_unchecked(x, s, sh_)
+    ref = lccl_shared_eval_unchecked(xa, w, wc, b_c, (sh, sw), (padding, padding),
+                                     (padding, padding))
+    got = lccl_shared_eval_unchecked(x, w, wc, b_c, (sh, sw), (padding, padding),
+                                     (padding, padding), pre=(s, sh_))
+    for a, b in zip(got[:3], ref[:3]):
+        np.testing.assert_array_equal(a, b)
+    assert got[3:] == ref[3:]

@@ -75,15 +75,13 @@ import numpy as np
 from numba import njit
 
 from .._checks import check_float_array, check_same_dtype, conv_output_size, pair
-from ..functional.batchnorm import affine_relu_unchecked
 from ..functional.conv import _check_conv_args
 from .cheap import tap_sweeps
 from .vector import (
-    _blocks_3x24,
-    _blocks_5x16,
     band_cells,
     channel_block,
     copy_image,
+    run_blocks,
     weight_blocks,
 )
 
@@ -161,8 +159,6 @@ def lccl_shared_eval_unchecked(x, w, w_cheap, b_cheap, stride, padding, cheap_pa
     both convolutions read ``max(x * s[c] + h[c], 0)``.
     """
     (sh, sw), (ph, pw), (cph, cpw) = stride, padding, cheap_padding
-    if pre is not None and (sh, sw) != (1, 1):  # BN-ReLU folded into the stride-1 copy only
-        x, pre = affine_relu_unchecked(x, *pre), None
     n, c, h, wd = x.shape
     t, _, kh, kw = w.shape
     ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
@@ -181,39 +177,62 @@ def lccl_shared_eval_unchecked(x, w, w_cheap, b_cheap, stride, padding, cheap_pa
 
 
 @njit(cache=True)
-def _copy_rows_2(xn, xb, chan, rowmap, even, odd):
+def _copy_rows_2(xn, xb, chan, rowmap, even, odd, pre_s, pre_h, has_pre):
     """Column stride 2: columns ``2k`` and ``2k+1`` to their phases, in pairs.
 
     One slice of ``src`` for both (interleaved loads; two slices, or the odd
-    last column stored inside this loop, ran 3x slower).
+    last column stored inside this loop, ran 3x slower).  With ``has_pre``
+    each value is ``max(x * pre_s[c] + pre_h[c], 0)``, as in :func:`.vector.copy_image`.
     """
     c, h, wd = xn.shape
+    zero = xb.dtype.type(0)
     for ch in range(c):
+        a = pre_s[ch] if has_pre else zero
+        b = pre_h[ch] if has_pre else zero
         for r in range(h):
             src = xn[ch, r]
             de = xb[ch * chan + rowmap[r] + even:]
             do = xb[ch * chan + rowmap[r] + odd:]
-            for k in range(wd // 2):
-                de[k] = src[2 * k]
-                do[k] = src[2 * k + 1]
-    if wd % 2:
+            if has_pre:
+                for k in range(wd // 2):
+                    ve = src[2 * k] * a + b
+                    vo = src[2 * k + 1] * a + b
+                    de[k] = ve if ve > zero else zero
+                    do[k] = vo if vo > zero else zero
+            else:
+                for k in range(wd // 2):
+                    de[k] = src[2 * k]
+                    do[k] = src[2 * k + 1]
+    if wd % 2:  # the odd last column, after the loop above (inside it: 3x slower)
         for ch in range(c):
             for r in range(h):
-                xb[ch * chan + rowmap[r] + even + wd // 2] = xn[ch, r, wd - 1]
+                v = xn[ch, r, wd - 1]
+                if has_pre:
+                    v = v * pre_s[ch] + pre_h[ch]
+                    v = v if v > zero else zero
+                xb[ch * chan + rowmap[r] + even + wd // 2] = v
 
 
 @njit(cache=True)
-def _copy_rows_any(xn, xb, chan, rowmap, cols, sw):
-    """Any column stride: each phase ``b`` takes ``cols[b, 2]`` columns from ``cols[b, 0]``."""
+def _copy_rows_any(xn, xb, chan, rowmap, cols, sw, pre_s, pre_h, has_pre):
+    """Any column stride: each phase ``b`` takes ``cols[b, 2]`` columns from ``cols[b, 0]``
+    (with ``has_pre``, ``max(x * pre_s[c] + pre_h[c], 0)``)."""
     c, h, wd = xn.shape
+    zero = xb.dtype.type(0)
     for ch in range(c):
+        a = pre_s[ch] if has_pre else zero
+        bb = pre_h[ch] if has_pre else zero
         for r in range(h):
             src = xn[ch, r]
             for b in range(sw):
                 c0 = cols[b, 0]
                 dst = xb[ch * chan + rowmap[r] + cols[b, 1]:]
                 for k in range(cols[b, 2]):
-                    dst[k] = src[c0 + k * sw]
+                    v = src[c0 + k * sw]
+                    if has_pre:
+                        v = v * a + bb
+                        v = v if v > zero else zero
+                    dst[k] = v
 
 
 @njit(cache=True)
@@ -273,8 +292,8 @@ def fused_image(xn, xb, off, toff, wt, bias, rowmap, cols, even, odd, hq, wq, wb
     ``wt`` the cheap weights (C*kh'*kw',), ``bias`` their folded bias;
     ``yn`` (T, Ho*Wo), ``vrow`` and ``mrow`` (Ho*Wo,), every cell written;
     ``vflat`` ((Ho-1)*Wq + Wo + 8,), ``qs``, ``base`` (band*Wo,), ``bases``
-    (8,), ``obuf`` (T_pad, band*Wo) scratch.  With ``has_pre`` (stride 1
-    only) both convolutions read ``max(x * pre_s[c] + pre_h[c], 0)``.
+    (8,), ``obuf`` (T_pad, band*Wo) scratch.  With ``has_pre`` both
+    convolutions read ``max(x * pre_s[c] + pre_h[c], 0)``.
     """
     c = xn.shape[0]
     n_tb, k_len, tb = wb.shape
@@ -283,9 +302,9 @@ def fused_image(xn, xb, off, toff, wt, bias, rowmap, cols, even, odd, hq, wq, wb
     if sw == 1 and sh == 1:  # 1. the padded copy: the (C, Hp, Wp) buffer of .vector
         copy_image(xn, xb[: c * hq * wq].reshape(c, hq, wq), ph, pw, pre_s, pre_h, has_pre)
     elif sw == 2:
-        _copy_rows_2(xn, xb, chan, rowmap, even, odd)
+        _copy_rows_2(xn, xb, chan, rowmap, even, odd, pre_s, pre_h, has_pre)
     else:
-        _copy_rows_any(xn, xb, chan, rowmap, cols, sw)
+        _copy_rows_any(xn, xb, chan, rowmap, cols, sw, pre_s, pre_h, has_pre)
     run = (ho - 1) * wq + wo  # flat positions i*Wq + j up to the last output
     tap_sweeps(xb, wt, toff, 0, run, bias, vflat)  # 2. the cheap branch
     zero = yn.dtype.type(0)
@@ -306,11 +325,7 @@ def fused_image(xn, xb, off, toff, wt, bias, rowmap, cols, even, odd, hq, wq, wb
                 qs[m] = row0 + j
                 base[m] = i * wq + j
                 m += np.int64(on)
-        for ci in range(n_tb):
-            if tb == 16:
-                _blocks_5x16(xb, wb[ci], off, base, qs, m, bases, obuf, ci * tb)
-            else:
-                _blocks_3x24(xb, wb[ci], off, base, qs, m, bases, obuf, ci * tb)
+        run_blocks(xb, wb, off, base, qs, m, bases, obuf)
         active += m
         macs += m * n_out * k_len
         mb = mrow[q0:q1]
@@ -332,7 +347,7 @@ def _fused_shared(x, wb, wc, bias, kh, kw, sh, sw, ph, pw, dh, dw, y, v, mask, b
     ``x`` (N, C, H, W) any strides; ``wb`` from :func:`.vector.weight_blocks`;
     ``wc`` (C, kh', kw') C-contiguous, its window at ``(dh, dw)`` inside the
     expensive one; ``y`` (N, T, Ho, Wo), ``v`` and ``mask`` (N, Ho, Wo),
-    C-contiguous, every cell written.  With ``has_pre`` (stride 1 only) both
+    C-contiguous, every cell written.  With ``has_pre`` both
     convolutions read ``max(x * pre_s[c] + pre_h[c], 0)``, made in the copy.
     """
     n_img, c, h, wd = x.shape
