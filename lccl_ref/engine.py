@@ -67,7 +67,6 @@ from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
-from numba.typed import List
 
 from ._checks import check_float_array
 from .functional.batchnorm import bn_affine
@@ -87,27 +86,28 @@ from .nn import Conv2d, LCCLConv2d
 OP_CONV, OP_LCCL, OP_ADD, OP_ADD_SUB, OP_HEAD = range(5)
 OP_NAMES = ("CONV", "LCCL", "ADD", "ADD_SUB", "HEAD")
 
-# Columns of an op row.  -1 means "none" in the index columns.
+# Columns of an op row.  The index columns name entries of the three arenas (float,
+# uint64, int64 arrays; :class:`_Program`), -1 meaning "none".
 (F_CODE,  # OP_*
- F_SRC, F_DST,  # activation buffers; F_SRC = -1: the input image x[n]
+ F_SRC, F_DST,  # activations (float); F_SRC = -1: the input image x[n]
  F_C, F_H, F_W,  # input geometry
  F_T, F_HO, F_WO,  # output geometry
  F_KH, F_KW, F_SH, F_SW, F_PH, F_PW,  # kernel, stride, padding (ADD_SUB: F_SH = s)
- F_WB,  # wbs: weight blocks (T_pad / TB, C*kh*kw, TB)
- F_BIAS,  # vecs: the conv's bias (T,), zeros when it has none; HEAD: the fc bias
- F_PRE,  # vecs: s at F_PRE, h at F_PRE + 1 (the BN-ReLU read through)
- F_PAD,  # pads: the padded image
- F_OFF,  # utabs: expensive tap offsets; F_OFF + 1: window corners (scratch or all)
- F_QS,  # itabs: positions of a band (scratch, or 0, 1, ... for CONV)
- F_OBUF,  # fbufs: (T_pad, band*Wo) results of a band
+ F_WB, F_NTB, F_TB,  # weight blocks (T_pad / TB, C*kh*kw, TB): entry, T_pad / TB, TB
+ F_BIAS,  # the conv's bias (T,), zeros when it has none; HEAD: the fc bias
+ F_PRE,  # s at F_PRE, h at F_PRE + 1 (the BN-ReLU read through)
+ F_PAD,  # the padded image
+ F_OFF,  # (uint64) expensive tap offsets; F_OFF + 1: window corners (scratch or all)
+ F_QS,  # (int64) positions of a band (scratch, or 0, 1, ... for CONV)
+ F_OBUF,  # (T_pad, band*Wo) results of a band; HEAD: the pooled vector
  F_BAND,  # output rows per band
- F_CHEAP,  # vecs: cheap weights (C*kh'*kw',) at F_CHEAP, folded bias (1,) at F_CHEAP + 1
- F_TOFF,  # itabs: cheap taps at F_TOFF, rowmap at + 1, cols (sw*3,) at + 2
+ F_CHEAP,  # cheap weights (C*kh'*kw',) at F_CHEAP, folded bias (1,) at F_CHEAP + 1
+ F_TOFF,  # (int64) cheap taps at F_TOFF, rowmap at + 1, cols (sw*3,) at + 2
  F_EVEN, F_ODD, F_HQ, F_WQ,  # fused layout (fused_tables)
- F_VF,  # fbufs: the cheap conv's flat output at F_VF, V' of the image at F_VF + 1
+ F_VF,  # the cheap conv's flat output at F_VF, V' of the image at F_VF + 1
  F_MASK,  # column of this layer's mask in the (N, cells) mask array
- F_FCW,  # vecs: HEAD's fc weight (classes * C,)
- N_FIELDS) = range(33)
+ F_FCW,  # HEAD's fc weight (classes * C,)
+ N_FIELDS) = range(35)
 
 
 @intrinsic
@@ -120,12 +120,20 @@ def _cycles(typingctx):
     return types.int64(), codegen
 
 
+@njit(inline="always")
+def _at(arena, offs, i):
+    """Entry ``i`` of an arena: ``arena[start:start + size]`` with ``offs[i] = (start, size)``."""
+    return arena[offs[i, 0]: offs[i, 0] + offs[i, 1]]
+
+
 @njit(cache=True)
-def _run(x, out, ops, acts, vecs, wbs, pads, utabs, itabs, fbufs, masks, stats):
+def _run(x, out, ops, fa, fo, ua, uo, ia, io, masks, stats):
     """Run the program ``ops`` on every image of ``x``; ``out`` (N, classes) gets the logits.
 
-    ``stats[k] += (active positions, MACs, cycles)`` of op ``k``; ``masks[n, F_MASK:...]``
-    the masks of the LCCL ops.  The typed lists hold the arrays the op rows index.
+    ``fa``, ``ua``, ``ia``: the float, uint64 and int64 arenas, ``fo``, ``uo``,
+    ``io`` their ``(start, size)`` tables; an op's index columns name entries.
+    ``stats[k] += (active positions, MACs, cycles)`` of op ``k``;
+    ``masks[n, F_MASK:...]`` the masks of the LCCL ops.
     """
     bases = np.empty(8, dtype=np.uint64)
     no_mask = np.ones(1, dtype=np.bool_)
@@ -139,32 +147,33 @@ def _run(x, out, ops, acts, vecs, wbs, pads, utabs, itabs, fbufs, masks, stats):
             if op[F_SRC] < 0:
                 src = x[n]
             else:
-                src = acts[op[F_SRC]][: c * h * w].reshape(c, h, w)
-            dst = acts[op[F_DST]][: t * ho * wo].reshape(t, ho * wo)
+                src = _at(fa, fo, op[F_SRC])[: c * h * w].reshape(c, h, w)
+            dst = _at(fa, fo, op[F_DST])[: t * ho * wo].reshape(t, ho * wo)
             has_pre = op[F_PRE] >= 0
-            pre_s = vecs[op[F_PRE]] if has_pre else vecs[0]  # typed, unread without a pre
-            pre_h = vecs[op[F_PRE] + 1] if has_pre else vecs[0]
+            pre_s = _at(fa, fo, op[F_PRE] if has_pre else 0)  # typed, unread without a pre
+            pre_h = _at(fa, fo, op[F_PRE] + 1 if has_pre else 0)
+            if code == OP_CONV or code == OP_LCCL:
+                wb = _at(fa, fo, op[F_WB]).reshape(op[F_NTB], c * op[F_KH] * op[F_KW], op[F_TB])
+                obuf = _at(fa, fo, op[F_OBUF]).reshape(op[F_NTB] * op[F_TB], -1)
             if code == OP_CONV:
                 hp, wp = h + 2 * op[F_PH], w + 2 * op[F_PW]
-                buf = pads[op[F_PAD]][: c * hp * wp].reshape(c, hp, wp)
-                wb = wbs[op[F_WB]]
-                obuf = fbufs[op[F_OBUF]].reshape(wb.shape[0] * wb.shape[2], -1)
+                buf = _at(fa, fo, op[F_PAD])[: c * hp * wp].reshape(c, hp, wp)
                 stats[k, 1] += vector_image(
-                    src, buf, utabs[op[F_OFF]], wb, vecs[op[F_BIAS]], no_mask, pre_s, False,
-                    False, op[F_SH], op[F_SW], op[F_PH], op[F_PW], dst, ho, wo, op[F_BAND],
-                    itabs[op[F_QS]], utabs[op[F_OFF] + 1], bases, obuf, pre_s, pre_h, has_pre)
+                    src, buf, _at(ua, uo, op[F_OFF]), wb, _at(fa, fo, op[F_BIAS]), no_mask,
+                    pre_s, False, False, op[F_SH], op[F_SW], op[F_PH], op[F_PW], dst, ho, wo,
+                    op[F_BAND], _at(ia, io, op[F_QS]), _at(ua, uo, op[F_OFF] + 1), bases, obuf,
+                    pre_s, pre_h, has_pre)
                 stats[k, 0] += ho * wo
             elif code == OP_LCCL:
-                wb = wbs[op[F_WB]]
-                obuf = fbufs[op[F_OBUF]].reshape(wb.shape[0] * wb.shape[2], -1)
-                cols = itabs[op[F_TOFF] + 2].reshape(-1, 3)
+                cols = _at(ia, io, op[F_TOFF] + 2).reshape(-1, 3)
                 mrow = masks[n, op[F_MASK]: op[F_MASK] + ho * wo]
                 active, macs = fused_image(
-                    src, pads[op[F_PAD]], utabs[op[F_OFF]], itabs[op[F_TOFF]],
-                    vecs[op[F_CHEAP]], vecs[op[F_CHEAP] + 1][0], itabs[op[F_TOFF] + 1], cols,
-                    op[F_EVEN], op[F_ODD], op[F_HQ], op[F_WQ], wb, op[F_SH], op[F_SW],
-                    op[F_PH], op[F_PW], dst, fbufs[op[F_VF] + 1], mrow, ho, wo, op[F_BAND],
-                    fbufs[op[F_VF]], itabs[op[F_QS]], utabs[op[F_OFF] + 1], bases, obuf,
+                    src, _at(fa, fo, op[F_PAD]), _at(ua, uo, op[F_OFF]), _at(ia, io, op[F_TOFF]),
+                    _at(fa, fo, op[F_CHEAP]), _at(fa, fo, op[F_CHEAP] + 1)[0],
+                    _at(ia, io, op[F_TOFF] + 1), cols, op[F_EVEN], op[F_ODD], op[F_HQ],
+                    op[F_WQ], wb, op[F_SH], op[F_SW], op[F_PH], op[F_PW], dst,
+                    _at(fa, fo, op[F_VF] + 1), mrow, ho, wo, op[F_BAND], _at(fa, fo, op[F_VF]),
+                    _at(ia, io, op[F_QS]), _at(ua, uo, op[F_OFF] + 1), bases, obuf,
                     pre_s, pre_h, has_pre)
                 stats[k, 0] += active
                 stats[k, 1] += macs
@@ -182,8 +191,8 @@ def _run(x, out, ops, acts, vecs, wbs, pads, utabs, itabs, fbufs, masks, stats):
                         for j in range(wo):
                             d_row[i * wo + j] += src[ch, i * s, j * s]
             else:  # OP_HEAD: BN-ReLU, global average, linear
-                fc_w, fc_b = vecs[op[F_FCW]], vecs[op[F_BIAS]]
-                pooled = fbufs[op[F_OBUF]]
+                fc_w, fc_b = _at(fa, fo, op[F_FCW]), _at(fa, fo, op[F_BIAS])
+                pooled = _at(fa, fo, op[F_OBUF])
                 zero = src.dtype.type(0)
                 for ch in range(c):
                     a, b = pre_s[ch], pre_h[ch]
@@ -203,30 +212,40 @@ def _run(x, out, ops, acts, vecs, wbs, pads, utabs, itabs, fbufs, masks, stats):
 
 
 class _Builder:
-    """Collects the op rows of one program and the arrays they index."""
+    """Collects the op rows of one program and the arrays their index columns name.
+
+    Arrays go to three lists by type (``f`` float of the model's dtype, ``u``
+    uint64, ``i`` int64); :class:`_Program` packs each list into one arena.
+    """
 
     def __init__(self, dtype):
         self.dtype = np.dtype(dtype)
         self.rows = []
-        self.vecs, self.wbs, self.pads, self.utabs, self.itabs, self.fbufs = ([] for _ in
-                                                                              range(6))
+        self.f, self.u, self.i = [], [], []
         self.values = [None]  # value id -> (C, H, W); value 0 is the input image
         self.uses = []  # per op: (value ids read, value id written)
         self.pad_keys = {}
-        self.layers = []  # (op index, module name, LCCLConv2d or Conv2d, mask column or -1)
+        self.layers = []  # (op index, module name, module)
         self.mask_cells = 0
 
-    def _vec(self, *arrays):
-        i = len(self.vecs)
+    def _float(self, *arrays):
+        """Entries for ``arrays`` (flattened, in the model's dtype); the first one's index."""
+        first = len(self.f)
         for a in arrays:
-            self.vecs.append(np.ascontiguousarray(a, dtype=self.dtype).reshape(-1))
-        return i
+            self.f.append(np.ascontiguousarray(a, dtype=self.dtype).reshape(-1))
+        return first
 
-    def _add(self, arr, lst):
-        lst.append(arr)
-        return len(lst) - 1
+    def _uint(self, *arrays):
+        first = len(self.u)
+        self.u += [np.ascontiguousarray(a, dtype=np.uint64).reshape(-1) for a in arrays]
+        return first
 
-    def _row(self, code, src, shape_in, shape_out, **fields):
+    def _int(self, *arrays):
+        first = len(self.i)
+        self.i += [np.ascontiguousarray(a, dtype=np.int64).reshape(-1) for a in arrays]
+        return first
+
+    def _row(self, code, shape_in, shape_out, **fields):
         row = np.full(N_FIELDS, -1, dtype=np.int64)
         row[F_CODE] = code
         row[F_C], row[F_H], row[F_W] = shape_in
@@ -243,14 +262,25 @@ class _Builder:
     def _pad(self, key, size):
         """A zeroed padded-image buffer shared by the ops of one layout ``key``."""
         if key not in self.pad_keys:
-            self.pad_keys[key] = self._add(np.zeros(size, dtype=self.dtype), self.pads)
-        i = self.pad_keys[key]
-        if self.pads[i].size < size:
-            self.pads[i] = np.zeros(size, dtype=self.dtype)
-        return i
+            self.pad_keys[key] = self._float(np.zeros(size))
+        k = self.pad_keys[key]
+        if self.f[k].size < size:
+            self.f[k] = np.zeros(size, dtype=self.dtype)
+        return k
 
     def _pre(self, pre):
-        return -1 if pre is None else self._vec(*pre)
+        return -1 if pre is None else self._float(*pre)
+
+    def _weights(self, wt):
+        """Weight blocks of ``wt`` (T, C, kh, kw): their entry, ``T_pad / TB`` and ``TB``."""
+        tb = channel_block(wt.shape[0])
+        wb = weight_blocks(np.ascontiguousarray(wt, dtype=self.dtype), tb)
+        return dict(wb=self._float(wb), ntb=wb.shape[0], tb=tb)
+
+    def _band(self, t, wo):
+        tb = channel_block(t)
+        t_pad = -(-t // tb) * tb
+        return t_pad, max(1, band_cells(t_pad, self.dtype.itemsize) // wo)
 
     def conv(self, conv: Conv2d, src, pre=None):
         """A dense CONV op (the vector kernel at every position)."""
@@ -259,23 +289,20 @@ class _Builder:
         t, _, kh, kw = wt.shape
         (sh, sw), (ph, pw) = conv.stride, conv.padding
         ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-        tb = channel_block(t)
-        wb = weight_blocks(np.ascontiguousarray(wt, dtype=self.dtype), tb)
-        band = max(1, min(ho, band_cells(wb.shape[0] * tb, self.dtype.itemsize) // wo))
+        t_pad, band = self._band(t, wo)
+        band = min(ho, band)
         hp, wp = h + 2 * ph, w + 2 * pw
-        qs = np.empty(max(band, ho) * wo, dtype=np.int64)
-        base = np.empty(max(band, ho) * wo, dtype=np.uint64)
+        qs = np.zeros(max(band, ho) * wo, dtype=np.int64)
+        base = np.zeros(max(band, ho) * wo, dtype=np.uint64)
         all_positions(ho, wo, sh, sw, wp, qs, base)
-        off = len(self.utabs)
-        self.utabs += [patch_offsets(c, kh, kw, hp, wp), base]
-        bias = conv.bias.data if conv.bias is not None else np.zeros(t, self.dtype)
+        bias = conv.bias.data if conv.bias is not None else np.zeros(t)
         dst = self.value((t, ho, wo))
-        self._row(OP_CONV, src, (c, h, w), (t, ho, wo), kh=kh, kw=kw, sh=sh, sw=sw, ph=ph,
-                  pw=pw, wb=self._add(wb, self.wbs), bias=self._vec(bias), pre=self._pre(pre),
-                  pad=self._pad(("plain", c, h, w, ph, pw), c * hp * wp + 8 + wp),
-                  off=off, qs=self._add(qs, self.itabs),
-                  obuf=self._add(np.empty(wb.shape[0] * tb * band * wo, self.dtype),
-                                 self.fbufs), band=band)
+        self._row(OP_CONV, (c, h, w), (t, ho, wo), kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw,
+                  bias=self._float(bias), pre=self._pre(pre),
+                  pad=self._pad(("plain", c, h, w, ph, pw), c * hp * wp),
+                  off=self._uint(patch_offsets(c, kh, kw, hp, wp), base), qs=self._int(qs),
+                  obuf=self._float(np.zeros(t_pad * band * wo)), band=band,
+                  **self._weights(wt))
         self.uses.append(((src,), dst))
         return dst
 
@@ -289,32 +316,24 @@ class _Builder:
         ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
         w_f, b_f = layer._folded_cheap()  # (1, C, kh', kw'), (1,)
         khc, kwc = w_f.shape[2:]
-        dh, dw = ph - cph, pw - cpw
         off, toff, rowmap, cols, even, odd, hq, wq = fused_tables(
-            c, h, w, kh, kw, khc, kwc, sh, sw, ph, pw, dh, dw)
-        tb = channel_block(t)
-        wb = weight_blocks(np.ascontiguousarray(wt, dtype=self.dtype), tb)
-        band = max(1, min(ho, band_cells(wb.shape[0] * tb, self.dtype.itemsize) // wo))
+            c, h, w, kh, kw, khc, kwc, sh, sw, ph, pw, ph - cph, pw - cpw)
+        t_pad, band = self._band(t, wo)
+        band = min(ho, band)
+        # at stride 1 the layout of CONV's padded image (with slack for the cheap overrun)
         key = ("plain", c, h, w, ph, pw) if (sh, sw) == (1, 1) else ("phase", c, h, w, ph, pw,
                                                                       sh, sw)
-        size = fused_buffer(c, sh, sw, hq, wq, self.dtype).size
-        utab = len(self.utabs)
-        self.utabs += [off, np.empty(band * wo, dtype=np.uint64)]
-        itab = len(self.itabs)
-        self.itabs += [toff, rowmap, cols.reshape(-1)]
-        vf = len(self.fbufs)
-        self.fbufs += [np.empty((ho - 1) * wq + wo + 8, self.dtype),
-                       np.empty(ho * wo, self.dtype)]
         dst = self.value((t, ho, wo))
-        row = self._row(OP_LCCL, src, (c, h, w), (t, ho, wo), kh=kh, kw=kw, sh=sh, sw=sw,
-                        ph=ph, pw=pw, wb=self._add(wb, self.wbs), pre=self._pre(pre),
-                        pad=self._pad(key, size), off=utab,
-                        qs=self._add(np.empty(band * wo, dtype=np.int64), self.itabs),
-                        obuf=self._add(np.empty(wb.shape[0] * tb * band * wo, self.dtype),
-                                       self.fbufs),
-                        band=band, cheap=self._vec(w_f, b_f), toff=itab, even=even, odd=odd,
-                        hq=hq, wq=wq, vf=vf, mask=self.mask_cells)
-        row[F_BIAS] = row[F_CHEAP]  # typed placeholder (LCCL convs have no bias)
+        cheap = self._float(w_f, b_f)
+        self._row(OP_LCCL, (c, h, w), (t, ho, wo), kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw,
+                  pre=self._pre(pre), bias=cheap,  # bias: typed placeholder, never read
+                  pad=self._pad(key, fused_buffer(c, sh, sw, hq, wq, self.dtype).size),
+                  off=self._uint(off, np.zeros(band * wo)),
+                  qs=self._int(np.zeros(band * wo)),
+                  obuf=self._float(np.zeros(t_pad * band * wo)), band=band, cheap=cheap,
+                  toff=self._int(toff, rowmap, cols), even=even, odd=odd, hq=hq, wq=wq,
+                  vf=self._float(np.zeros((ho - 1) * wq + wo + 8), np.zeros(ho * wo)),
+                  mask=self.mask_cells, **self._weights(wt))
         self.mask_cells += ho * wo
         self.uses.append(((src,), dst))
         return dst
@@ -322,17 +341,16 @@ class _Builder:
     def add(self, dst, src, stride=None):
         """``dst += src`` (or its subsampled first channels): in place, ``dst`` stays live."""
         code = OP_ADD if stride is None else OP_ADD_SUB
-        self._row(code, src, self.values[src], self.values[dst],
-                  sh=1 if stride is None else stride)
+        self._row(code, self.values[src], self.values[dst], sh=1 if stride is None else stride)
         self.uses.append(((src, dst), dst))
 
     def head(self, src, pre, fc):
         c, h, w = self.values[src]
         k = fc.weight.data.shape[0]
-        bias = fc.bias.data if fc.bias is not None else np.zeros(k, self.dtype)
-        self._row(OP_HEAD, src, (c, h, w), (k, 1, 1), pre=self._pre(pre),
-                  fcw=self._vec(fc.weight.data), bias=self._vec(bias),
-                  obuf=self._add(np.empty(c, self.dtype), self.fbufs))
+        bias = fc.bias.data if fc.bias is not None else np.zeros(k)
+        self._row(OP_HEAD, (c, h, w), (k, 1, 1), pre=self._pre(pre),
+                  fcw=self._float(fc.weight.data), bias=self._float(bias),
+                  obuf=self._float(np.zeros(c)))
         self.uses.append(((src,), None))
 
     def assign_buffers(self):
@@ -343,37 +361,46 @@ class _Builder:
                 last[v] = k
         size = max(int(np.prod(s)) for s in self.values[1:])
         where = {0: -1}
-        free, n_buf = [], 0
+        free, bufs = [], []
         for k, (reads, wrote) in enumerate(self.uses):
             if wrote is not None and wrote not in where:
                 if free:
                     where[wrote] = free.pop()
                 else:
-                    where[wrote], n_buf = n_buf, n_buf + 1
+                    where[wrote] = self._float(np.zeros(size))
+                    bufs.append(where[wrote])
             for v in set(reads):
                 if last[v] == k and v != wrote and where[v] >= 0:
                     free.append(where[v])
             row = self.rows[k]
-            reads_src = reads[0]
-            row[F_SRC] = where[reads_src]
-            row[F_DST] = where[wrote] if wrote is not None else where[reads_src]
-        self.acts = [np.zeros(size, dtype=self.dtype) for _ in range(n_buf)]
+            row[F_SRC] = where[reads[0]]
+            row[F_DST] = where[wrote] if wrote is not None else where[reads[0]]
+        self.n_buffers = len(bufs)
 
 
-def _typed(arrays):
-    out = List()
-    for a in arrays:
-        out.append(a)
-    return out
+def _arena(arrays, dtype):
+    """One array holding ``arrays`` one after the other, each start 64-byte aligned, and
+    its ``(start, size)`` table."""
+    step = max(1, 64 // np.dtype(dtype).itemsize)
+    offs = np.zeros((max(len(arrays), 1), 2), dtype=np.int64)
+    pos = 0
+    for k, a in enumerate(arrays):
+        offs[k] = pos, a.size
+        pos += -(-a.size // step) * step
+    raw = np.zeros(pos + step, dtype=dtype)
+    shift = (-(raw.ctypes.data // raw.itemsize)) % step  # the arena's start, aligned
+    arena = raw[shift: shift + pos]
+    for (start, size), a in zip(offs, arrays):
+        arena[start: start + size] = a
+    return arena, offs
 
 
 class _Program:
-    """One compiled network for one input shape: op rows, their arrays, the layers."""
+    """One compiled network for one input shape: op rows, the three arenas, the layers."""
 
     def __init__(self, b: _Builder):
         self.ops = np.stack(b.rows)
-        self.lists = tuple(_typed(a) for a in (b.acts, b.vecs, b.wbs, b.pads, b.utabs, b.itabs,
-                                               b.fbufs))
+        self.arenas = (*_arena(b.f, b.dtype), *_arena(b.u, np.uint64), *_arena(b.i, np.int64))
         self.layers = b.layers
         self.mask_cells = b.mask_cells
         self.n_out = int(self.ops[-1, F_T])
@@ -415,7 +442,7 @@ class Engine:
         self.model, self.sparse = model, bool(sparse)
         self.dtype = model.fc.weight.data.dtype
         self._programs = {}
-        self.last_stats = self.last_masks = self.last_macs = None
+        self._last = None  # (program, N, masks, stats) of the last call
         for name, block in self._blocks():
             for i, conv in enumerate((block.conv1, block.conv2)):
                 if isinstance(conv, LCCLConv2d):
@@ -477,8 +504,8 @@ class Engine:
         return _Program(b)
 
     def __call__(self, x):
-        """(N, C, H, W) -> logits (N, classes); fills ``last_stats``, ``last_masks``,
-        ``last_macs``."""
+        """(N, C, H, W) -> logits (N, classes); then ``last_stats``, ``last_masks``,
+        ``last_macs`` and ``last_ops`` describe this call."""
         check_float_array("x", x, ndim=4)
         if x.dtype != self.dtype:
             raise TypeError(f"x has dtype {x.dtype} but the model is {self.dtype}")
@@ -488,41 +515,71 @@ class Engine:
         if x.shape[2] < 1 or x.shape[3] < 1:
             raise ValueError(f"x must have a positive height and width, got shape {x.shape}")
         key = x.shape[1:]
-        if key not in self._programs:
-            self._programs[key] = self._compile(key)
-        prog = self._programs[key]
+        prog = self._programs.get(key)
+        if prog is None:
+            prog = self._programs[key] = self._compile(key)
         n = x.shape[0]
         out = np.empty((n, prog.n_out), dtype=self.dtype)
         masks = np.empty((n, max(prog.mask_cells, 1)), dtype=np.bool_)
         stats = np.zeros((prog.ops.shape[0], 3), dtype=np.int64)
-        _run(np.ascontiguousarray(x), out, prog.ops, *prog.lists, masks, stats)
-        self.last_ops = [(OP_NAMES[int(op[F_CODE])], int(st[2])) for op, st in zip(prog.ops, stats)]
-        self._record(prog, n, masks, stats)
+        _run(np.ascontiguousarray(x), out, prog.ops, *prog.arenas, masks, stats)
+        self._last = (prog, n, masks, stats)  # the properties below read it when asked
         return out
 
     forward = __call__
 
-    def _record(self, prog, n, masks, stats):
-        rows, self.last_masks = [], {}
+    @property
+    def last_ops(self):
+        """``[(op name, CPU cycles)]`` of the last call, in program order (the cycle counter
+        of ``llvm.readcyclecounter``: on x86 the TSC, which ticks at a constant rate)."""
+        if self._last is None:
+            return None
+        prog, _, _, stats = self._last
+        return [(OP_NAMES[int(op[F_CODE])], int(st[2])) for op, st in zip(prog.ops, stats)]
+
+    @property
+    def last_masks(self):
+        if self._last is None:
+            return None
+        prog, n, masks, _ = self._last
+        out = {}
+        for k, name, _ in prog.layers:
+            op = prog.ops[k]
+            if op[F_CODE] == OP_LCCL:
+                col, ho, wo = int(op[F_MASK]), int(op[F_HO]), int(op[F_WO])
+                out[name] = masks[:, col: col + ho * wo].reshape(n, ho, wo)
+        return out
+
+    @property
+    def last_stats(self):
+        if self._last is None:
+            return None
+        prog, n, _, stats = self._last
+        rows = []
         for k, name, layer in prog.layers:
             op = prog.ops[k]
-            dense = n * int(op[F_HO] * op[F_WO] * op[F_T] * op[F_C] * op[F_KH] * op[F_KW])
-            row = dict(name=name, kind="conv", macs=int(stats[k, 1]), macs_dense=dense)
+            ho, wo = int(op[F_HO]), int(op[F_WO])
+            dense = n * ho * wo * int(op[F_T] * op[F_C] * op[F_KH] * op[F_KW])
+            row = dict(name=name, kind="conv", macs=int(stats[k, 1]), macs_dense=dense,
+                       cycles=int(stats[k, 2]))
             if op[F_CODE] == OP_LCCL:
-                ho, wo = int(op[F_HO]), int(op[F_WO])
                 khc, kwc = layer.cheap_conv.kernel_size
                 cheap = n * ho * wo * int(op[F_C]) * khc * kwc
                 active = int(stats[k, 0])
                 row.update(kind="lccl", macs_cheap=cheap, macs_expensive=int(stats[k, 1]),
                            macs=cheap + int(stats[k, 1]), active=active,
                            density=active / (n * ho * wo) if n else 0.0)
-                col = int(op[F_MASK])
-                self.last_masks[name] = masks[:, col: col + ho * wo].reshape(n, ho, wo)
             rows.append(row)
-        self.last_stats = rows
-        head = int(stats[-1, 1])  # the classifier's
-        self.last_macs = dict(executed=sum(r["macs"] for r in rows) + head,
-                              dense=sum(r["macs_dense"] for r in rows) + head)
+        return rows
+
+    @property
+    def last_macs(self):
+        rows = self.last_stats
+        if rows is None:
+            return None
+        head = int(self._last[3][-1, 1])  # the classifier's
+        return dict(executed=sum(r["macs"] for r in rows) + head,
+                    dense=sum(r["macs_dense"] for r in rows) + head)
 
 
 def _affine(bn):
