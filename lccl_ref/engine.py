@@ -148,7 +148,10 @@ def _run(x, out, ops, fa, fo, ua, uo, ia, io, masks, stats):
                 src = x[n]
             else:
                 src = _at(fa, fo, op[F_SRC])[: c * h * w].reshape(c, h, w)
-            dst = _at(fa, fo, op[F_DST])[: t * ho * wo].reshape(t, ho * wo)
+            if code != OP_HEAD:  # HEAD writes out[n] (classes may outnumber a buffer's cells)
+                dst = _at(fa, fo, op[F_DST])[: t * ho * wo].reshape(t, ho * wo)
+            else:
+                dst = out[n:n + 1]  # typed like the others, not written
             has_pre = op[F_PRE] >= 0
             pre_s = _at(fa, fo, op[F_PRE] if has_pre else 0)  # typed, unread without a pre
             pre_h = _at(fa, fo, op[F_PRE] + 1 if has_pre else 0)

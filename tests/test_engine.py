@@ -124,11 +124,9 @@ def dtype(request):
 # ---------------------------------------------------------------- 1-2. output and MACs
 
 
-@pytest.mark.parametrize("kind", ["none", *SHARED_KINDS])
-@pytest.mark.parametrize("density", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("kind, density", [("none", None)] + [(k, r) for k in SHARED_KINDS
+                                                                for r in (0.0, 0.5, 1.0)])
 def test_resnet8_equals_module_forward(dtype, kind, density):
-    if kind == "none" and density != 0.5:
-        pytest.skip("a plain net has no mask")
     x = images((3, 3, 8, 8), dtype, seed=1)
     model = prepare(build_model("resnet8", lccl=kind, rng=2, dtype=dtype), x, density)
     engine = Engine(model)
@@ -200,8 +198,6 @@ def test_last_ops_lists_every_op():
         assert all(isinstance(c, int) and c >= 0 for _, c in engine.last_ops)
         assert names.count("CONV") + names.count("LCCL") == len(engine.last_stats) == 7
         assert names.count("LCCL") == (6 if sparse else 0)
-        # the stride-2 LCCL conv1s (layer2, layer3) read a separate BN-ReLU pass
-        assert names.count("AFFINE_RELU") == (2 if sparse else 0)
 
 
 # ---------------------------------------------------------------- 3. sparse=False
@@ -305,7 +301,7 @@ def test_batch_zero():
     out = engine(x[:0])
     assert out.shape == (0, 10) and out.dtype == np.float64
     assert module_forward(model, x[:0]).shape == (0, 10)
-    assert engine.last_macs == {"executed": 0, "dense": 0}
+    assert engine.last_macs["executed"] == engine.last_macs["dense"] == 0
     assert engine.last_masks["layer1.0.conv1"].shape == (0, 8, 8)
     assert engine.last_masks["layer3.0.conv2"].shape == (0, 2, 2)
     assert all(r["macs"] == 0 for r in engine.last_stats)
@@ -313,10 +309,9 @@ def test_batch_zero():
     assert_matches_module(engine, model, x)  # and the engine still works afterwards
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: the HEAD op reshapes num_classes cells of "
-                   "an activation buffer that can be smaller (C*H*W < num_classes)")
 def test_more_classes_than_any_activation():
-    """resnet8 with 100 classes on 2x2 images: every activation has at most 64 cells."""
+    """resnet8 with 100 classes on 2x2 images: every activation has at most 64 cells
+    (the HEAD op once took a (classes, 1) view of an activation buffer: ValueError)."""
     model = build_model("resnet8", num_classes=100, rng=24, dtype=np.float64)
     x = images((1, 3, 2, 2), np.float64, seed=25)
     np.testing.assert_allclose(Engine(model)(x), module_forward(model, x), rtol=1e-10)
@@ -335,6 +330,8 @@ def test_refresh_reads_changed_weights_and_statistics():
         lambda: model.stem.weight.data.__iadd__(0.1),
         lambda: model.layer1[0].bn2.running_mean.__iadd__(0.5),
         lambda: model.layer3[0].conv2.cheap_conv.weight.data.__imul__(0.5),
+        lambda: model.fc.weight.data.__imul__(2.0),
+        lambda: model.bn.bias.data.__iadd__(0.25),
     ]
     for change in changes:
         change()
@@ -344,18 +341,6 @@ def test_refresh_reads_changed_weights_and_statistics():
         engine.refresh()
         new = assert_matches_module(engine, model, x)
         old = new
-
-
-@pytest.mark.xfail(strict=True, reason="engine inconsistency: the classifier's weight is "
-                   "packed as a view of the model's array, so in-place changes show without "
-                   "refresh() (conv weights and BN statistics are copied)")
-def test_classifier_weight_is_read_at_compile_time():
-    x = images((1, 3, 8, 8), np.float64, seed=28)
-    model = build_model("resnet8", rng=29, dtype=np.float64)
-    engine = Engine(model)
-    old = engine(x)
-    model.fc.weight.data *= 2.0
-    np.testing.assert_array_equal(engine(x), old)
 
 
 # ---------------------------------------------------------------- 6. errors
@@ -424,7 +409,8 @@ def test_bef_placements_are_refused(placement, layer):
 @st.composite
 def networks(draw):
     n_stages = draw(st.integers(2, 3))
-    widths = draw(st.lists(st.sampled_from([2, 4, 8]), min_size=n_stages, max_size=n_stages))
+    widths = draw(st.lists(st.sampled_from([2, 3, 5, 8, 17]), min_size=n_stages,
+                          max_size=n_stages))  # 17: two channel blocks
     shortcut = draw(st.sampled_from(["identity", "projection"]))
     stem = draw(st.sampled_from([2, 4]))
     if shortcut == "identity":  # SubsamplePad cannot drop channels
@@ -432,11 +418,11 @@ def networks(draw):
         stem = min(stem, widths[0])
     return dict(
         blocks_per_stage=1, widths=tuple(widths), stem_channels=stem,
-        strides=tuple(draw(st.lists(st.sampled_from([1, 2]), min_size=n_stages,
+        strides=tuple(draw(st.lists(st.sampled_from([1, 2, 2, 3]), min_size=n_stages,
                                     max_size=n_stages))),
         in_channels=draw(st.integers(1, 3)), num_classes=draw(st.integers(2, 6)),
         lccl=draw(st.sampled_from(SHARED_KINDS)), shortcut=shortcut,
-        rng=draw(st.integers(0, 2**16)), dtype=np.float64)
+        rng=draw(st.integers(0, 2**16)), dtype=draw(st.sampled_from([np.float64, np.float32])))
 
 
 def capture_lccl_outputs(model):
@@ -451,12 +437,15 @@ def capture_lccl_outputs(model):
     return outputs
 
 
-@settings(max_examples=20, deadline=None, derandomize=True)
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(spec=networks(), n=st.integers(1, 3), h=st.integers(5, 12), w=st.integers(5, 12),
        density=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
 def test_random_networks_equal_the_module_path(spec, n, h, w, density, seed):
+    """Random small nets (2-3 stages, strides 1-3, widths up to two channel blocks, both
+    shortcuts, both dtypes): logits, masks and counts as the module path; each LCCL layer's
+    output is exactly zero where its mask is off; an image alone gives its batch row."""
     model = PreActResNet(**spec)
-    x = images((n, spec["in_channels"], h, w), np.float64, seed=seed)
+    x = images((n, spec["in_channels"], h, w), spec["dtype"], seed=seed)
     prepare(model, x, density, seed)
     engine = Engine(model)
     got = engine(x)
@@ -466,7 +455,7 @@ def test_random_networks_equal_the_module_path(spec, n, h, w, density, seed):
     finally:
         for _, m in lccl_modules(model):
             m.__dict__.pop("forward", None)
-    assert_close(got, want, np.float64)
+    assert_close(got, want, spec["dtype"])
     assert len(outputs) == 2 * len(spec["widths"])
     for name, m in lccl_modules(model):
         mask = engine.last_masks[name]
