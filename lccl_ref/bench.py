@@ -19,14 +19,24 @@ thread, in float32:
     path (cheap branch, mask, gated conv, product).  Per layer, each LCCL
     layer is timed in isolation on the input it saw in the network pass.
 
+Two ways to run both networks are timed:
+
+* the **module path** (``model.forward`` in eval mode), layer by layer, the
+  reference implementation; its fixed costs per layer (Python dispatch,
+  whole-batch activations through DRAM) are paid by both networks and cap
+  the ratio, at batch 1 most of all;
+* the **engine** (:mod:`lccl_ref.engine`, :func:`bench_engine`): the same
+  kernels with the whole network compiled into one call that takes the batch
+  image by image; per-layer times from its cycle counts.
+
 Also reported: the LCCL network's dense eval path (both branches dense) and,
 per layer, the gated kernel alone against the dense conv (its ideal saving is
 ``1 - r``), and two more dense references for the LCCL layers: the gated
 kernel on an all-true mask (the same code at r = 1) and PyTorch's dense conv
-on one thread (when torch is installed).  Our dense conv (im2col + GEMM,
-which also re-lays out the weights on every call) is slower per MAC than the
-gather-GEMM kernel, which flatters ``real`` against the plain network; the
-``gated_full`` reference removes that.
+on one thread (when torch is installed).  The plain network's convs are the
+faster of im2col + GEMM and the vector kernel at every position
+(:func:`lccl_ref.kernels.conv2d_inference`), so a saving cannot come from a
+faster kernel rather than from the mask.
 
 Masks.  Trained weights give realistic masks (pass a checkpoint).  An
 untrained network has BN running statistics that do not fit its activations
@@ -468,7 +478,7 @@ def bench_layer(layer: LCCLConv2d, x: np.ndarray, cheap_input=None, repeats: int
 
 
 def bench_network(model: Module, x: np.ndarray, repeats: int = 5, layers: bool = True,
-                  torch_ref: bool = True) -> dict:
+                  torch_ref: bool = True, engine: bool = True) -> dict:
     """Whole-network and per-layer theoretical vs real speed-up on batch ``x``.
 
     Returns
@@ -477,7 +487,9 @@ def bench_network(model: Module, x: np.ndarray, repeats: int = 5, layers: bool =
         ``network``: MACs (dense total, LCCL total: plain layers + cheap +
         executed), times (s) ``plain`` / ``sparse`` / ``dense_lccl``, speed-ups
         ``theoretical``, ``real``, ``ratio``; ``layers``: :func:`bench_layer`
-        rows (when ``layers``; ``torch_ref`` adds PyTorch's dense conv to them).
+        rows (when ``layers``; ``torch_ref`` adds PyTorch's dense conv to them);
+        ``engine``: :func:`bench_engine`'s result (when ``engine``), the same
+        comparison with the whole network compiled into one call.
     """
     lay = lccl_modules(model)
     if not lay:
@@ -545,7 +557,71 @@ def bench_network(model: Module, x: np.ndarray, repeats: int = 5, layers: bool =
         if all(r["t_torch"] is not None for r in rows):
             tt = sum(r["t_torch"] for r in rows)
             lccl_only.update(t_torch=tt, real_vs_torch=1.0 - ts / tt)
-    return dict(network=net, lccl_layers_sum=lccl_only, densities=densities, layers=rows)
+    eng = bench_engine(model, x, repeats) if engine else None
+    return dict(network=net, lccl_layers_sum=lccl_only, densities=densities, layers=rows,
+                engine=eng)
+
+
+def bench_engine(model: Module, x: np.ndarray, repeats: int = 5) -> dict | None:
+    """Theoretical vs real speed-up with :class:`lccl_ref.engine.Engine`, whole network and
+    per conv layer; None (with the reason logged in ``"skipped"``) for a model the engine
+    does not run.
+
+    The plain network is ``Engine(model, sparse=False)`` (every LCCL layer's
+    expensive conv alone), the LCCL network ``Engine(model)``; both compile
+    the whole eval forward into one Numba call that takes the batch image by
+    image, so neither pays per-layer Python dispatch nor a DRAM round trip
+    per activation.  Whole network: wall medians of interleaved calls (and
+    their minima).  Per layer: the cycles the engine counted in each op
+    (``Engine.last_ops``), the minimum over the repeats, so per-layer times
+    come from the same calls as the network's.
+
+    Returns
+    -------
+    dict with ``t_plain``, ``t_sparse`` (s, medians), ``t_plain_min``,
+    ``t_sparse_min``, ``macs_dense``, ``macs_lccl``, ``theoretical``, ``real``,
+    ``ratio``, ``real_min``, ``ratio_min``, and ``layers``: per conv layer
+    ``name``, ``kind``, ``density`` (LCCL), ``macs_dense``, ``macs``,
+    ``theoretical``, ``cycles_plain``, ``cycles_sparse``, ``real``, ``ratio``.
+    """
+    from .engine import Engine
+    from .models import PreActResNet
+
+    if not isinstance(model, PreActResNet):
+        return dict(skipped=f"the engine runs PreActResNets, not {type(model).__name__}")
+    try:
+        sparse, plain = Engine(model), Engine(model, sparse=False)
+    except ValueError as e:
+        return dict(skipped=str(e))
+    sparse(x)
+    plain(x)
+    macs_dense, macs_lccl = plain.last_macs["executed"], sparse.last_macs["executed"]
+    cyc = {}
+
+    def run(name, engine):
+        def f():
+            engine(x)
+            c = np.array([r["cycles"] for r in engine.last_stats], dtype=np.int64)
+            cyc[name] = c if name not in cyc else np.minimum(cyc[name], c)
+        return f
+
+    tmin = {}
+    t = time_interleaved(dict(plain=run("plain", plain), sparse=run("sparse", sparse)), repeats,
+                         minima=tmin)
+    theo = 1.0 - macs_lccl / macs_dense
+    real, real_min = 1.0 - t["sparse"] / t["plain"], 1.0 - tmin["sparse"] / tmin["plain"]
+    layers = []
+    for k, (p, q) in enumerate(zip(plain.last_stats, sparse.last_stats)):
+        th = 1.0 - q["macs"] / p["macs_dense"] if p["macs_dense"] else 0.0
+        re = 1.0 - cyc["sparse"][k] / cyc["plain"][k] if cyc["plain"][k] else 0.0
+        layers.append(dict(name=q["name"], kind=q["kind"], density=q.get("density"),
+                           macs_dense=p["macs_dense"], macs=q["macs"], theoretical=th,
+                           cycles_plain=int(cyc["plain"][k]), cycles_sparse=int(cyc["sparse"][k]),
+                           real=re, ratio=_ratio(re, th) if q["kind"] == "lccl" else None))
+    return dict(t_plain=t["plain"], t_sparse=t["sparse"], t_plain_min=tmin["plain"],
+                t_sparse_min=tmin["sparse"], macs_dense=int(macs_dense), macs_lccl=int(macs_lccl),
+                theoretical=theo, real=real, ratio=_ratio(real, theo), real_min=real_min,
+                ratio_min=_ratio(real_min, theo), layers=layers)
 
 
 # ---------------------------------------------------------------------------
@@ -732,6 +808,10 @@ def run_benchmark(model: str = "resnet20", kinds=("kxkxCx1", "1x1xCx1", "1x1xCxT
             n = res["network"]
             log(f"{'':8s} theoretical {100 * n['theoretical']:5.1f}%  real "
                 f"{100 * n['real']:5.1f}%  real/theoretical {_fmt(n['ratio'])}")
+            e = res.get("engine")
+            if e and "skipped" not in e:
+                log(f"{'':8s} engine: real {100 * e['real']:5.1f}%  real/theoretical "
+                    f"{_fmt(e['ratio'])}")
             runs.append(res)
     out = dict(environment=environment(), threads=threads,
                settings=dict(model=model, kinds=list(kinds), batches=list(batches),
@@ -777,14 +857,25 @@ def summarise(runs) -> list[dict]:
                          layers_real=s["real"] if s else None,
                          layers_ratio=s["ratio"] if s else None,
                          layers_ratio_vs_gated_full=s["ratio_vs_gated_full"] if s else None,
-                         layers_real_vs_torch=s.get("real_vs_torch") if s else None))
+                         layers_real_vs_torch=s.get("real_vs_torch") if s else None,
+                         **_engine_summary(r.get("engine"))))
     return rows
+
+
+def _engine_summary(e) -> dict:
+    """The :func:`bench_engine` figures of a summary row (None when not run)."""
+    keys = ("theoretical", "real", "ratio", "real_min", "ratio_min")
+    if not e or "skipped" in e:
+        return dict(engine_ms_plain=None, engine_ms_sparse=None,
+                    **{f"engine_{k}": None for k in keys})
+    return dict(engine_ms_plain=1e3 * e["t_plain"], engine_ms_sparse=1e3 * e["t_sparse"],
+                **{f"engine_{k}": e[k] for k in keys})
 
 
 def format_summary(result) -> str:
     """The benchmark's result as a plain-text table.
 
-    ``real`` and ``ratio`` are against the plain network (our im2col conv), from
+    ``real`` and ``ratio`` are against the plain network (the faster dense conv), from
     medians; ``r(min)`` is the ratio from the minimum times;
     ``ratio/full`` is the LCCL layers' real / theoretical against the gated kernel
     at r = 1, ``vs torch`` their real speed-up against PyTorch's dense conv.
@@ -803,6 +894,18 @@ def format_summary(result) -> str:
                      f"{pct(r['layers_theoretical'], 7)} {pct(r['layers_real'], 7)} "
                      f"{_fmt(r['layers_ratio']):>6s} {_fmt(r['layers_ratio_vs_gated_full']):>10s} "
                      f"{pct(r['layers_real_vs_torch'], 8)}")
+    eng = [r for r in result["summary"] if r.get("engine_real") is not None]
+    if eng:
+        lines.append("")
+        lines.append("engine (lccl_ref.engine: the whole network in one compiled call, image by "
+                     "image):")
+        lines.append(f"{'kind':8s} {'batch':>5s} {'plain ms':>9s} {'sparse ms':>9s} "
+                     f"{'theor.':>7s} {'real':>7s} {'ratio':>6s} {'r(min)':>6s}")
+        for r in eng:
+            lines.append(f"{r['kind']:8s} {r['batch']:5d} {r['engine_ms_plain']:9.2f} "
+                         f"{r['engine_ms_sparse']:9.2f} {pct(r['engine_theoretical'], 7)} "
+                         f"{pct(r['engine_real'], 7)} {_fmt(r['engine_ratio']):>6s} "
+                         f"{_fmt(r['engine_ratio_min']):>6s}")
     if "resnet18" in result:
         n, p = result["resnet18"]["network"], result["resnet18"]["paper"]
         lines.append("")

@@ -29,7 +29,9 @@ The schema of ``results`` (keys the renderer reads; extra keys are kept)::
                           layers: [{name, density, macs_dense, macs_lccl}]}}
     bench     run, threads, repeats, batches: [{batch, dense_ms, sparse_ms, macs_dense,
               macs_sparse, theoretical, real, real_over_theoretical,
-              layers: [{name, theoretical, real}]}],
+              layers: [{name, theoretical, real}],
+              engine: None | {dense_ms, sparse_ms, theoretical, real,
+                              real_over_theoretical, layers}}],
               resnet18 (optional): {input_size, density, batch, macs_dense, macs_sparse,
               dense_ms, sparse_ms, theoretical, real, real_over_theoretical}
 
@@ -294,6 +296,19 @@ def _real_section(res) -> list[str]:
                 fmt_pct(x["theoretical"]), fmt_pct(x["real"]),
                 _na(x["real_over_theoretical"], fmt_f3),
             ))
+            e = x.get("engine")
+            if e:
+                rows.append((
+                    "ours", f"batch {x['batch']}, engine",
+                    f"{fmt_sci(x['macs_dense'])} → {fmt_sci(x['macs_sparse'])}",
+                    f"{fmt_f2(e['dense_ms'])} → {fmt_f2(e['sparse_ms'])}",
+                    fmt_pct(e["theoretical"]), fmt_pct(e["real"]),
+                    _na(e["real_over_theoretical"], fmt_f3),
+                ))
+        if any(x.get("engine") for x in b["batches"]):
+            lines[2] += (" Rows marked `engine` run both networks with `lccl_ref.engine` (the "
+                         "whole network compiled into one call, image by image: no per-layer "
+                         "Python dispatch); the others layer by layer through the modules.")
         r18 = b.get("resnet18")
         if r18:
             lines[2] += (f" The last row times ResNet-18's ImageNet-shaped layers at "

@@ -539,7 +539,8 @@ def run_bench(model, x_test, batches, repeats) -> dict:
 
     Returns the ``bench`` section of the results: per batch size the network's MACs per
     image (plain network vs LCCL as executed), median times in ms of the plain network
-    and of the sparse LCCL network, theoretical and real speed-ups, and the same per layer.
+    and of the sparse LCCL network, theoretical and real speed-ups, and the same per layer;
+    ``engine``: the same comparison with :mod:`lccl_ref.engine` (whole network, one call).
     """
     from .bench import bench_network
 
@@ -560,8 +561,20 @@ def run_bench(model, x_test, batches, repeats) -> dict:
                         "theoretical": r["theoretical"], "real": r["real"],
                         "plain_ms": 1e3 * r["t_plain"], "sparse_ms": 1e3 * r["t_sparse"]}
                        for r in res["layers"]],
+            "engine": _engine_row(res.get("engine")),
         })
     return out
+
+
+def _engine_row(e):
+    """The :func:`lccl_ref.bench.bench_engine` figures for ``results.json`` (None if not run)."""
+    if not e or "skipped" in e:
+        return None
+    return {"dense_ms": 1e3 * e["t_plain"], "sparse_ms": 1e3 * e["t_sparse"],
+            "theoretical": e["theoretical"], "real": e["real"],
+            "real_over_theoretical": e["ratio"],
+            "layers": [{"name": r["name"], "theoretical": r["theoretical"], "real": r["real"]}
+                       for r in e["layers"] if r["kind"] == "lccl"]}
 
 
 def run_bench_resnet18(density: float, input_size: int, repeats: int, seed: int) -> dict:

@@ -115,6 +115,37 @@ def test_bench_network_is_well_formed(kind):
     assert all(m.sparse for _, m in bench.lccl_modules(model))  # flags restored
 
 
+def test_bench_engine_counts_what_the_modules_count_and_skips_what_it_cannot_run():
+    model = build_model("mnist-resnet", lccl="kxkxCx1", rng=0)
+    x = _x(2)
+    bench.calibrate(model, x, 0.5)
+    res = bench.bench_network(model, x, repeats=1, layers=False, torch_ref=False)
+    net, eng = res["network"], res["engine"]
+    # same MACs as the module path, so the same theoretical speed-up
+    assert (eng["macs_dense"], eng["macs_lccl"]) == (net["macs_dense"], net["macs_lccl"])
+    assert eng["theoretical"] == pytest.approx(net["theoretical"])
+    assert eng["real"] == pytest.approx(1 - eng["t_sparse"] / eng["t_plain"])
+    assert eng["ratio"] == pytest.approx(eng["real"] / eng["theoretical"])
+    names = [r["name"] for r in eng["layers"] if r["kind"] == "lccl"]
+    assert names == [n for n, _ in bench.lccl_modules(model)]
+    for r in eng["layers"]:
+        assert r["cycles_plain"] > 0 and r["cycles_sparse"] > 0
+        assert r["real"] == pytest.approx(1 - r["cycles_sparse"] / r["cycles_plain"])
+        if r["kind"] == "lccl":
+            assert abs(r["density"] - 0.5) < 0.02 and r["macs"] < r["macs_dense"]
+        else:  # stem, shortcuts: dense in both networks
+            assert r["macs"] == r["macs_dense"] and r["theoretical"] == 0 and r["ratio"] is None
+    row = bench.summarise([dict(res, kind="kxkxCx1", shared_mask=True)])[0]
+    assert row["engine_ratio"] == eng["ratio"]
+    text = bench.format_summary(dict(summary=[row]))
+    assert "engine" in text and f"{100 * eng['real']:.1f}%" in text
+    per_channel = build_model("mnist-resnet", lccl="1x1xCxT", rng=0)
+    skipped = bench.bench_engine(per_channel, x, repeats=1)
+    assert "shared-mask" in skipped["skipped"]
+    assert bench.summarise([dict(res, engine=skipped, kind="1x1xCxT",
+                                 shared_mask=False)])[0]["engine_ratio"] is None
+
+
 def test_bench_network_needs_lccl():
     with pytest.raises(ValueError, match="no LCCLConv2d"):
         bench.bench_network(build_model("mnist-resnet", rng=0), _x(1), repeats=1)

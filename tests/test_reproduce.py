@@ -62,7 +62,12 @@ def synthetic_results() -> dict:
              "macs_sparse": 26_123_456, "theoretical": 0.3558, "real": 0.3124,
              "real_over_theoretical": 0.878,
              "layers": [{"name": lay["name"], "theoretical": 0.41, "real": 0.36}
-                        for lay in layers]} for b in (1, 32)],
+                        for lay in layers],
+             "engine": None if b == 1 else {
+                 "dense_ms": 8.21 * b, "sparse_ms": 5.93 * b, "theoretical": 0.3558,
+                 "real": 0.2777, "real_over_theoretical": 0.7805,
+                 "layers": [{"name": lay["name"], "theoretical": 0.41, "real": 0.33}
+                            for lay in layers]}} for b in (1, 32)],
             "resnet18": {"input_size": 224, "density": 0.4717, "batch": 1,
                          "macs_dense": 1_814_073_344, "macs_sparse": 1_203_456_789,
                          "dense_ms": 451.25, "sparse_ms": 322.75, "theoretical": 0.3366,
@@ -185,7 +190,10 @@ def test_write_report_files(tmp_path):
         assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     loaded = json.loads((tmp_path / "out" / "results.json").read_text())
     assert loaded["meta"]["elapsed_s"] == 1.5
-    assert_ours_from_json((tmp_path / "out" / "report.md").read_text(), loaded)
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert_ours_from_json(text, loaded)
+    assert "| ours | batch 32, engine | 4.06E7 → 2.61E7 | 262.72 → 189.76 | 35.6% | 27.8% |" \
+        in text and "batch 1, engine" not in text  # batch 1 ran no engine here
 
 
 # ---------------------------------------------------------------- sparsity experiment
@@ -278,6 +286,11 @@ def test_tiny_reproduce_end_to_end(tmp_path, capsys):
     assert [b["batch"] for b in res["bench"]["batches"]] == [1, 8]
     bench_layers = [lay["name"] for lay in res["bench"]["batches"][0]["layers"]]
     assert bench_layers == [lay["name"] for lay in res["runs"]["kxkxCx1/aft-aft"]["layers"]]
+    for b in res["bench"]["batches"]:  # the engine's rows: same MACs, its own times
+        e = b["engine"]
+        assert e["theoretical"] == pytest.approx(b["theoretical"])
+        assert e["real"] == pytest.approx(1 - e["sparse_ms"] / e["dense_ms"])
+        assert [lay["name"] for lay in e["layers"]] == bench_layers
 
 
 @pytest.mark.parametrize("argv, needle", [
