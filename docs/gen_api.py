@@ -26,6 +26,7 @@ MODULES = (
     "lccl_ref.models",
     "lccl_ref.data",
     "lccl_ref.train",
+    "lccl_ref.engine",
     "lccl_ref.flops",
     "lccl_ref.bench",
     "lccl_ref.report",

@@ -26,10 +26,9 @@ to float rounding (tests/test_engine.py) and counts the same MACs.
 
 Ops (one row of ``ops`` each; the columns are the ``F_*`` constants)::
 
-    CONV        dst = conv_W(src) + b            (vector_image, every position)
-    LCCL        dst = V * V', mask = V' > 0      (fused_image: cheap branch, then
-                                                 the expensive conv where the mask is on)
-    ADD         dst += src                       (the identity shortcut)
+    CONV        dst = conv_W(src) + b [+ res]    (vector_image, every position)
+    LCCL        dst = V * V' [+ res],            (fused_image: cheap branch, then
+                mask = V' > 0                    the expensive conv where the mask is on)
     ADD_SUB     dst[:C] += src[:, ::s, ::s]      (the parameter-free "identity" shortcut
                                                  of a block that changes the shape)
     HEAD        out = fc(mean_hw(max(src * s + h, 0)))   (final BN-ReLU, pool, linear)
@@ -40,8 +39,12 @@ block's BN-ReLU, applied in the kernel's input copy, as the module path's
 pre-activation block (``aft`` placements) becomes::
 
     h = CONV|LCCL(x, pre=BN1)
-    o = CONV|LCCL(h, pre=BN2)
-    o += x | x[:, ::s, ::s] | CONV_1x1(x, pre=BN1)     (shortcut)
+    o = CONV|LCCL(h, pre=BN2, res=x)                   (identity shortcut), or
+    p = CONV_1x1(x, pre=BN1);  o = CONV|LCCL(h, pre=BN2, res=p)   (projection), or
+    o = CONV|LCCL(h, pre=BN2);  ADD_SUB(o, x)          (parameter-free, new shape)
+
+``res``: the shortcut is added as conv2 writes its output, in the same pass
+(``y + res``, the one rounding of the module path's ``o += x``).
 
 Activations live in a few per-image buffers, reused once a value is dead;
 padded copies are shared by the ops of one geometry (their zero borders are
@@ -83,8 +86,8 @@ from .models.blocks import PreActBlock, SubsamplePad
 from .models.resnet import PreActResNet
 from .nn import Conv2d, LCCLConv2d
 
-OP_CONV, OP_LCCL, OP_ADD, OP_ADD_SUB, OP_HEAD = range(5)
-OP_NAMES = ("CONV", "LCCL", "ADD", "ADD_SUB", "HEAD")
+OP_CONV, OP_LCCL, OP_ADD_SUB, OP_HEAD = range(4)
+OP_NAMES = ("CONV", "LCCL", "ADD_SUB", "HEAD")
 
 # Columns of an op row.  The index columns name entries of the three arenas (float,
 # uint64, int64 arrays; :class:`_Program`), -1 meaning "none".
@@ -107,7 +110,8 @@ OP_NAMES = ("CONV", "LCCL", "ADD", "ADD_SUB", "HEAD")
  F_VF,  # the cheap conv's flat output at F_VF, V' of the image at F_VF + 1
  F_MASK,  # column of this layer's mask in the (N, cells) mask array
  F_FCW,  # HEAD's fc weight (classes * C,)
- N_FIELDS) = range(35)
+ F_RES,  # CONV, LCCL: the activation added to the output as it is written (or -1)
+ N_FIELDS) = range(36)
 
 
 @intrinsic
@@ -161,31 +165,48 @@ def _run(x, out, ops, fa, fo, ua, uo, ia, io, masks, stats):
             if code == OP_CONV:
                 hp, wp = h + 2 * op[F_PH], w + 2 * op[F_PW]
                 buf = _at(fa, fo, op[F_PAD])[: c * hp * wp].reshape(c, hp, wp)
-                stats[k, 1] += vector_image(
-                    src, buf, _at(ua, uo, op[F_OFF]), wb, _at(fa, fo, op[F_BIAS]), no_mask,
-                    pre_s, False, False, op[F_SH], op[F_SW], op[F_PH], op[F_PW], dst, ho, wo,
-                    op[F_BAND], _at(ia, io, op[F_QS]), _at(ua, uo, op[F_OFF] + 1), bases, obuf,
-                    pre_s, pre_h, has_pre)
+                off = _at(ua, uo, op[F_OFF])
+                base = _at(ua, uo, op[F_OFF] + 1)
+                qs = _at(ia, io, op[F_QS])
+                bias = _at(fa, fo, op[F_BIAS])
+                sh, sw, ph, pw = op[F_SH], op[F_SW], op[F_PH], op[F_PW]
+                if op[F_RES] >= 0:
+                    res = _at(fa, fo, op[F_RES])[: t * ho * wo].reshape(t, ho * wo)
+                    stats[k, 1] += vector_image(
+                        src, buf, off, wb, bias, no_mask, pre_s, False, False, sh, sw, ph, pw,
+                        dst, ho, wo, op[F_BAND], qs, base, bases, obuf, pre_s, pre_h, has_pre,
+                        res)
+                else:
+                    stats[k, 1] += vector_image(
+                        src, buf, off, wb, bias, no_mask, pre_s, False, False, sh, sw, ph, pw,
+                        dst, ho, wo, op[F_BAND], qs, base, bases, obuf, pre_s, pre_h, has_pre)
                 stats[k, 0] += ho * wo
             elif code == OP_LCCL:
                 cols = _at(ia, io, op[F_TOFF] + 2).reshape(-1, 3)
                 mrow = masks[n, op[F_MASK]: op[F_MASK] + ho * wo]
-                active, macs = fused_image(
-                    src, _at(fa, fo, op[F_PAD]), _at(ua, uo, op[F_OFF]), _at(ia, io, op[F_TOFF]),
-                    _at(fa, fo, op[F_CHEAP]), _at(fa, fo, op[F_CHEAP] + 1)[0],
-                    _at(ia, io, op[F_TOFF] + 1), cols, op[F_EVEN], op[F_ODD], op[F_HQ],
-                    op[F_WQ], wb, op[F_SH], op[F_SW], op[F_PH], op[F_PW], dst,
-                    _at(fa, fo, op[F_VF] + 1), mrow, ho, wo, op[F_BAND], _at(fa, fo, op[F_VF]),
-                    _at(ia, io, op[F_QS]), _at(ua, uo, op[F_OFF] + 1), bases, obuf,
-                    pre_s, pre_h, has_pre)
+                xb = _at(fa, fo, op[F_PAD])
+                off = _at(ua, uo, op[F_OFF])
+                base = _at(ua, uo, op[F_OFF] + 1)
+                toff = _at(ia, io, op[F_TOFF])
+                rowmap = _at(ia, io, op[F_TOFF] + 1)
+                qs = _at(ia, io, op[F_QS])
+                wt, bias = _at(fa, fo, op[F_CHEAP]), _at(fa, fo, op[F_CHEAP] + 1)[0]
+                vflat, vrow = _at(fa, fo, op[F_VF]), _at(fa, fo, op[F_VF] + 1)
+                if op[F_RES] >= 0:
+                    res = _at(fa, fo, op[F_RES])[: t * ho * wo].reshape(t, ho * wo)
+                    active, macs = fused_image(
+                        src, xb, off, toff, wt, bias, rowmap, cols, op[F_EVEN], op[F_ODD],
+                        op[F_HQ], op[F_WQ], wb, op[F_SH], op[F_SW], op[F_PH], op[F_PW], dst,
+                        vrow, mrow, ho, wo, op[F_BAND], vflat, qs, base, bases, obuf, pre_s,
+                        pre_h, has_pre, res)
+                else:
+                    active, macs = fused_image(
+                        src, xb, off, toff, wt, bias, rowmap, cols, op[F_EVEN], op[F_ODD],
+                        op[F_HQ], op[F_WQ], wb, op[F_SH], op[F_SW], op[F_PH], op[F_PW], dst,
+                        vrow, mrow, ho, wo, op[F_BAND], vflat, qs, base, bases, obuf, pre_s,
+                        pre_h, has_pre)
                 stats[k, 0] += active
                 stats[k, 1] += macs
-            elif code == OP_ADD:
-                for ch in range(t):
-                    s_row = src[ch].reshape(-1)
-                    d_row = dst[ch]
-                    for q in range(ho * wo):
-                        d_row[q] += s_row[q]
             elif code == OP_ADD_SUB:
                 s = op[F_SH]
                 for ch in range(c):
@@ -285,8 +306,9 @@ class _Builder:
         t_pad = -(-t // tb) * tb
         return t_pad, max(1, band_cells(t_pad, self.dtype.itemsize) // wo)
 
-    def conv(self, conv: Conv2d, src, pre=None):
-        """A dense CONV op (the vector kernel at every position)."""
+    def conv(self, conv: Conv2d, src, pre=None, res=None):
+        """A dense CONV op (the vector kernel at every position); ``res``: a value of the
+        output's shape added as the output is written (the block's shortcut)."""
         c, h, w = self.values[src]
         wt = conv.weight.data
         t, _, kh, kw = wt.shape
@@ -306,11 +328,11 @@ class _Builder:
                   off=self._uint(patch_offsets(c, kh, kw, hp, wp), base), qs=self._int(qs),
                   obuf=self._float(np.zeros(t_pad * band * wo)), band=band,
                   **self._weights(wt))
-        self.uses.append(((src,), dst))
+        self.uses.append(((src,) if res is None else (src, res), dst))
         return dst
 
-    def lccl(self, layer: LCCLConv2d, src, pre=None):
-        """An LCCL op (fused cheap branch and gated conv)."""
+    def lccl(self, layer: LCCLConv2d, src, pre=None, res=None):
+        """An LCCL op (fused cheap branch and gated conv); ``res`` as for :meth:`conv`."""
         c, h, w = self.values[src]
         conv, cconv = layer.conv, layer.cheap_conv
         wt = conv.weight.data
@@ -338,13 +360,12 @@ class _Builder:
                   vf=self._float(np.zeros((ho - 1) * wq + wo + 8), np.zeros(ho * wo)),
                   mask=self.mask_cells, **self._weights(wt))
         self.mask_cells += ho * wo
-        self.uses.append(((src,), dst))
+        self.uses.append(((src,) if res is None else (src, res), dst))
         return dst
 
-    def add(self, dst, src, stride=None):
-        """``dst += src`` (or its subsampled first channels): in place, ``dst`` stays live."""
-        code = OP_ADD if stride is None else OP_ADD_SUB
-        self._row(code, self.values[src], self.values[dst], sh=1 if stride is None else stride)
+    def add_subsampled(self, dst, src, stride):
+        """``dst[:C] += src[:, ::s, ::s]``: in place, ``dst`` stays live."""
+        self._row(OP_ADD_SUB, self.values[src], self.values[dst], sh=stride)
         self.uses.append(((src, dst), dst))
 
     def head(self, src, pre, fc):
@@ -378,6 +399,8 @@ class _Builder:
             row = self.rows[k]
             row[F_SRC] = where[reads[0]]
             row[F_DST] = where[wrote] if wrote is not None else where[reads[0]]
+            if row[F_CODE] in (OP_CONV, OP_LCCL) and len(reads) == 2:
+                row[F_RES] = where[reads[1]]
         self.n_buffers = len(bufs)
 
 
@@ -485,22 +508,22 @@ class Engine:
             else:
                 hv = b.conv(_expensive(blk.conv1), x, pre1)
             b.layers.append((len(b.rows) - 1, f"{name}.conv1", blk.conv1))
-            if isinstance(blk.conv2, LCCLConv2d) and self.sparse:
-                o = b.lccl(blk.conv2, hv, pre2)
-            else:
-                o = b.conv(_expensive(blk.conv2), hv, pre2)
-            b.layers.append((len(b.rows) - 1, f"{name}.conv2", blk.conv2))
+            res = None  # the shortcut, added by conv2 as it writes its output
             if blk.shortcut_kind == "projection":
-                p = b.conv(blk.shortcut, x, pre1)
+                res = b.conv(blk.shortcut, x, pre1)
                 b.layers.append((len(b.rows) - 1, f"{name}.shortcut", blk.shortcut))
-                b.add(o, p)
-            elif blk.shortcut_kind == "identity":
+            elif blk.shortcut_kind == "none":
+                res = x
+            if isinstance(blk.conv2, LCCLConv2d) and self.sparse:
+                o = b.lccl(blk.conv2, hv, pre2, res)
+            else:
+                o = b.conv(_expensive(blk.conv2), hv, pre2, res)
+            b.layers.append((len(b.rows) - 1, f"{name}.conv2", blk.conv2))
+            if blk.shortcut_kind == "identity":  # subsampled, zero channels appended
                 sc = blk.shortcut
                 if not isinstance(sc, SubsamplePad):
                     raise TypeError(f"{name}.shortcut must be a SubsamplePad")
-                b.add(o, x, sc.stride)
-            else:
-                b.add(o, x)
+                b.add_subsampled(o, x, sc.stride)
             v = o
         b.head(v, _affine(m.bn), m.fc)
         b.assign_buffers()

@@ -284,7 +284,7 @@ def fused_buffer(c, sh, sw, hq, wq, dtype):
 @njit(cache=True)
 def fused_image(xn, xb, off, toff, wt, bias, rowmap, cols, even, odd, hq, wq, wb, sh, sw,
                 ph, pw, yn, vrow, mrow, ho, wo, band, vflat, qs, base, bases, obuf,
-                pre_s, pre_h, has_pre):
+                pre_s, pre_h, has_pre, res=None):
     """Steps 1-3 of the module header for one image; returns ``(active, macs)``.
 
     ``xn`` (C, H, W) any strides; ``xb`` from :func:`fused_buffer` (its zeros
@@ -293,7 +293,8 @@ def fused_image(xn, xb, off, toff, wt, bias, rowmap, cols, even, odd, hq, wq, wb
     ``yn`` (T, Ho*Wo), ``vrow`` and ``mrow`` (Ho*Wo,), every cell written;
     ``vflat`` ((Ho-1)*Wq + Wo + 8,), ``qs``, ``base`` (band*Wo,), ``bases``
     (8,), ``obuf`` (T_pad, band*Wo) scratch.  With ``has_pre`` both
-    convolutions read ``max(x * pre_s[c] + pre_h[c], 0)``.
+    convolutions read ``max(x * pre_s[c] + pre_h[c], 0)``.  ``res`` (T, Ho*Wo) or
+    None: added to the output as it is written (a residual connection).
     """
     c = xn.shape[0]
     n_tb, k_len, tb = wb.shape
@@ -333,9 +334,15 @@ def fused_image(xn, xb, off, toff, wt, bias, rowmap, cols, even, odd, hq, wq, wb
         for t in range(n_out):  # unit strides: LLVM vectorises the select
             yt = yn[t, q0:q1]
             ot = obuf[t]
-            for q in range(q1 - q0):
-                val = ot[q] * sb[q]  # computed first: with the product inside the
-                yt[q] = val if mb[q] else zero  # select, LLVM branched (+1.5 ms)
+            if res is None:
+                for q in range(q1 - q0):
+                    val = ot[q] * sb[q]  # computed first: with the product inside the
+                    yt[q] = val if mb[q] else zero  # select, LLVM branched (+1.5 ms)
+            else:
+                rt = res[t, q0:q1]
+                for q in range(q1 - q0):
+                    val = ot[q] * sb[q]
+                    yt[q] = (val if mb[q] else zero) + rt[q]
     return active, macs
 
 

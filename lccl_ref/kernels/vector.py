@@ -309,7 +309,7 @@ def all_positions(ho, wo, sh, sw, wp, qs, base):
 
 @njit(cache=True)
 def vector_image(xn, buf, off, wb, b, mrow, srow, masked, scaled, sh, sw, ph, pw, yn, ho, wo,
-                 band, qs, base, bases, obuf, pre_s, pre_h, has_pre):
+                 band, qs, base, bases, obuf, pre_s, pre_h, has_pre, res=None):
     """Steps 1-4 of the module header for one image; returns its MACs.
 
     ``xn`` (C, H, W) any strides; ``buf`` the zero-bordered ``(C, Hp, Wp)``
@@ -319,7 +319,9 @@ def vector_image(xn, buf, off, wb, b, mrow, srow, masked, scaled, sh, sw, ph, pw
     (when ``scaled``); ``qs`` and ``base`` (at least ``band*Wo`` and ``Ho*Wo``
     long) are scratch.  Not ``masked``: every position, from the lists that
     :func:`all_positions` made in ``qs`` and ``base``; ``mrow``, ``srow`` unread.
-    ``obuf`` (T_pad, band*Wo) and ``bases`` (8,) are scratch.
+    ``obuf`` (T_pad, band*Wo) and ``bases`` (8,) are scratch.  ``res`` (T, Ho*Wo) or
+    None: added to the output as it is written (a residual connection, in the
+    same pass; ``y + res`` in one rounding, as ``y`` then ``+= res``).
     """
     n_tb, k_len, tb = wb.shape
     n_out = yn.shape[0]
@@ -351,17 +353,29 @@ def vector_image(xn, buf, off, wb, b, mrow, srow, masked, scaled, sh, sw, ph, pw
                 bt = b[t]
                 yt = yn[t, q0:q1]
                 ot = obuf[t]
-                for q in range(q1 - q0):
-                    s = sb[q] if scaled else sb[0]
-                    v = (ot[q] + bt) * s
-                    yt[q] = v if mb[q] else zero
+                if res is None:
+                    for q in range(q1 - q0):
+                        s = sb[q] if scaled else sb[0]
+                        v = (ot[q] + bt) * s
+                        yt[q] = v if mb[q] else zero
+                else:
+                    rt = res[t, q0:q1]
+                    for q in range(q1 - q0):
+                        s = sb[q] if scaled else sb[0]
+                        v = (ot[q] + bt) * s
+                        yt[q] = (v if mb[q] else zero) + rt[q]
         else:
             for t in range(n_out):
                 bt = b[t]
                 yt = yn[t, q0:q1]
                 ot = obuf[t]
-                for q in range(q1 - q0):
-                    yt[q] = ot[q] + bt
+                if res is None:
+                    for q in range(q1 - q0):
+                        yt[q] = ot[q] + bt
+                else:
+                    rt = res[t, q0:q1]
+                    for q in range(q1 - q0):
+                        yt[q] = (ot[q] + bt) + rt[q]
     return macs
 
 
