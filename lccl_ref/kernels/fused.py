@@ -27,9 +27,16 @@ them.  :func:`lccl_shared_eval` does it all in one Numba call, per image:
    sweep over the block (LLVM vectorises each sweep over the positions);
 3. per band of output rows (as in :mod:`.vector`): ReLU, mask, count and the
    branch-free list of active positions in one sweep; the register-blocked
-   blocks of :mod:`.vector` (``_blocks_5x16`` / ``_blocks_3x24``) for all
-   ``T`` outputs of the active positions; the band's ``y`` written plane by
-   plane as ``acc * V'`` at active cells, 0 elsewhere.
+   blocks of :mod:`.vector` (:func:`.vector.run_blocks`) for all ``T``
+   outputs of the active positions; the band's ``y`` written plane by plane
+   as ``acc * V'`` at active cells, 0 elsewhere (plus ``res``, a residual,
+   when given).
+
+Steps 1-3 for one image are :func:`fused_image` (scratch passed in, tables
+from :func:`fused_tables`), which :func:`lccl_shared_eval` loops over the
+batch and :mod:`lccl_ref.engine` calls per image.  ``pre=(s, h)`` (the BN-ReLU
+before the layer) is applied in step 1's copy at every stride: in the
+stride-1 copy and in the phase copies.
 
 The cheap window must lie inside the expensive one (true for both kinds:
 the same window, or its centre for 1x1 with ``cheap_padding = padding -
@@ -63,7 +70,10 @@ product inside the select (``ot * s if m else 0``) made LLVM branch per
 cell (+1.5 ms at 16@32x32 batch 128).  At stride 2 a scatter through a
 column map (2.6 ms for the copy at 16@32x32 batch 128), two slices of the
 source row, or the odd last column stored in the pair loop (both 3x
-slower than the copy in :func:`_copy_rows_2`).
+slower than the copy in :func:`_copy_rows_2`); that copy through a stack
+row buffer, so that LLVM could see the even and odd outputs do not alias
+(1.1-1.5x slower: the deinterleave stays scalar either way; it costs 7 us
+per 16@32x32 image against 3.6 for the stride-1 copy).
 
 The naive twins are :func:`lccl_ref.functional.conv2d_naive` for both
 convolutions (``tests/test_kernels_fused.py``) and the two-call path.
@@ -313,19 +323,21 @@ def fused_image(xn, xb, off, toff, wt, bias, rowmap, cols, even, odd, hq, wq, wb
     macs = 0
     for i0 in range(0, ho, band):  # 3. per band
         q0, q1 = i0 * wo, min(ho, i0 + band) * wo
-        m = 0  # ReLU, mask and the branch-free list of active positions
-        for i in range(i0, i0 + (q1 - q0) // wo):
-            row0 = (i - i0) * wo
-            vin = vflat[i * wq: i * wq + wo]
+        um = np.uint64(0)  # ReLU, mask and the branch-free list of active positions
+        for i in range(i0, i0 + (q1 - q0) // wo):  # (unsigned: no wraparound code on the
+            row0 = (i - i0) * wo                   # stores; int64 took 3.2 us, not 2.2, at
+            vin = vflat[i * wq: i * wq + wo]       # 32x32)
             vout, mout = vrow[q0 + row0: q0 + row0 + wo], mrow[q0 + row0: q0 + row0 + wo]
+            b0 = np.uint64(i * wq)
             for j in range(wo):
                 val = vin[j]
                 on = val > zero
                 vout[j] = val if on else zero
                 mout[j] = on
-                qs[m] = row0 + j
-                base[m] = i * wq + j
-                m += np.int64(on)
+                qs[um] = row0 + j
+                base[um] = b0 + np.uint64(j)
+                um += np.uint64(on)
+        m = np.int64(um)
         run_blocks(xb, wb, off, base, qs, m, bases, obuf)
         active += m
         macs += m * n_out * k_len

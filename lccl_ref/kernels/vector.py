@@ -30,10 +30,18 @@ Per image ``n``:
 3. for each block of ``TB`` channels (``T`` padded with zero weight columns
    up to a multiple of ``TB``) and each block of ``PB`` active positions,
    the register-blocked inner products, stored into a ``(T_pad, cells)``
-   band buffer that stays in L1;
+   band buffer that stays in L1 (:func:`run_blocks`: the last positions of a
+   band in 4-position blocks, so that no block computes a position twice);
 4. write ``y[n, t]`` of the band along ``j``: ``(acc + b[t]) * s`` at active
    cells, 0 elsewhere (a vectorised select, so ``y`` may be uninitialised;
-   ``s`` is the optional fused ``scale``, else 1).
+   ``s`` is the optional fused ``scale``, else 1; plus ``res``, a residual,
+   when given).
+
+Steps 1-4 for one image are :func:`vector_image`, with its scratch passed
+in: :func:`vector_shared` loops it over a batch, :mod:`lccl_ref.engine` calls
+it per image inside its one compiled call.  Without a mask (the dense
+convolution, ``masked=False``) the position lists are made once
+(:func:`all_positions`) and step 4 writes every cell.
 
 Only the ``contract`` fast-math flag is set (for the FMAs): each
 accumulator is a plain running sum over ``e``, so the result is the direct
@@ -333,13 +341,15 @@ def vector_image(xn, buf, off, wb, b, mrow, srow, masked, scaled, sh, sw, ph, pw
     for i0 in range(0, ho, band):
         q0, q1 = i0 * wo, min(ho, i0 + band) * wo
         if masked:
-            m = 0  # branch-free compaction (an ``if`` would mispredict on random masks)
-            for i in range(i0, i0 + (q1 - q0) // wo):
-                row0 = (i - i0) * wo
+            um = np.uint64(0)  # branch-free compaction (an ``if`` would mispredict on
+            for i in range(i0, i0 + (q1 - q0) // wo):  # random masks; unsigned: no
+                row0 = (i - i0) * wo  # wraparound code on the stores)
+                b0 = np.uint64(i * sh * wp)
                 for j in range(wo):
-                    qs[m] = row0 + j
-                    base[m] = i * sh * wp + j * sw
-                    m += np.int64(mrow[q0 + row0 + j])
+                    qs[um] = row0 + j
+                    base[um] = b0 + np.uint64(j * sw)
+                    um += np.uint64(mrow[q0 + row0 + j])
+            m = np.int64(um)
             band_base = base
         else:
             m = q1 - q0
