@@ -10,7 +10,10 @@ channels -- and ``1x1xCxT`` -- a mask per channel) and each batch size (1 and
   the plain network is the same network with each LCCL layer replaced by its
   expensive conv alone, whole network and each LCCL layer timed in isolation;
 * their ratio (the paper reached 0.59 on ResNet-18; our target for shared
-  masks is >= 0.85).
+  masks is >= 0.85);
+* all of the above twice: through the modules, layer by layer, and with
+  :class:`lccl_ref.engine.Engine` (the whole network in one compiled call;
+  per-layer times from its cycle counts).
 
 Untrained networks are calibrated on the batch: BN statistics from the batch,
 cheap-branch biases set so that ``--density`` of the mask is on
@@ -19,7 +22,9 @@ test images instead.  Then ResNet-18's ImageNet-shaped layers (224x224 input,
 batch 1) with ``kxkxCx1`` masks at ``--resnet18-density``, against the paper's
 1.8E9 -> 1.2E9 FLOPs, 97.1 -> 77.1 ms, 34.6% theoretical vs 20.5% real.
 
-Results: ``benchmarks/results/e2e.json`` (thread count, versions, every row).
+Results: ``benchmarks/results/e2e.json`` (thread count, versions, every row);
+``e2e_wrn-16-4.json`` from ``--model wrn-16-4 --batch 1,16 --kinds kxkxCx1,1x1xCx1
+--no-resnet18 --repeats 15 --out benchmarks/results/e2e_wrn-16-4.json``.
 
 Usage: ``python benchmarks/bench_e2e.py [--quick] [--model resnet20] [--batch 1,128]
 [--density 0.65] [--checkpoint runs/.../last.npz] [--repeats 5]``

@@ -452,13 +452,16 @@ class Engine:
     ``last_stats``
         One dict per conv layer in network order: ``name``, ``kind`` ("conv"
         or "lccl"), ``macs`` (executed by the kernels, cheap branch included
-        for LCCL), ``macs_dense`` (the dense conv's), and for LCCL layers
+        for LCCL), ``macs_dense`` (the dense conv's), ``cycles`` (its op's CPU
+        cycles, summed over the batch; see ``last_ops``), and for LCCL layers
         ``macs_cheap``, ``macs_expensive``, ``active`` (mask cells on, over
         the batch) and ``density``.
     ``last_masks``
         ``{name: (N, Ho, Wo) bool}`` of the LCCL layers.
     ``last_macs``
         ``{"executed": ..., "dense": ...}``: every conv and the classifier.
+    ``last_ops``
+        ``[(op name, cycles)]`` for every op of the program (``OP_NAMES``).
     """
 
     def __init__(self, model, sparse: bool = True):
