@@ -65,7 +65,12 @@ all taps (like :mod:`.vector`'s blocks): LLVM did not vectorise them
 (scalar FMAs, 2 GMAC/s); three output rows per sweep so that each loaded
 input vector serves three rows (27 FMAs per 15 loads): LLVM turned the
 shifted loads into shuffles and spilled, 5 GMAC/s; rounding the cheap
-blocks up to 32 positions (no gain at 8x8).  In the output write, the
+blocks up to 32 positions (no gain at 8x8); 2 or 4 output rows per
+block of 8 positions with the rows' accumulators on the stack (per
+channel 12 or 18 loads for 18 or 36 FMAs): the SLP vectoriser left the
+lanes scalar (5-8x slower), and as loops over a whole padded row (loop
+vectoriser, 2 rows) the rows were too short for its interleaved vector
+loop (2.7x slower at 16@32x32).  In the output write, the
 product inside the select (``ot * s if m else 0``) made LLVM branch per
 cell (+1.5 ms at 16@32x32 batch 128).  At stride 2 a scatter through a
 column map (2.6 ms for the copy at 16@32x32 batch 128), two slices of the
