@@ -227,3 +227,25 @@ def test_property_pre_in_the_copy_is_the_bn_relu_first(n, c, t, h, wd, sh, sw, p
     for a, b in zip(got[:3], ref[:3]):
         np.testing.assert_array_equal(a, b)
     assert got[3:] == ref[3:]
+
+
+def test_float32_rows_path_equals_the_naive_convs():
+    """kxkxCx1 at 3x3 / stride 1 with Ho >= 4 and Wo >= 8 takes the row-blocked cheap
+    sweep (cheap.row_sweeps_3x3); in float32 it must still match the naive convs."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 5, 12, 17)).astype(np.float32)
+    w = rng.standard_normal((7, 5, 3, 3)).astype(np.float32)
+    wc = rng.standard_normal((1, 5, 3, 3)).astype(np.float32)
+    b_c = np.array([0.3], np.float32)
+    y, v, mask, active, macs = lccl_shared_eval(x, w, wc, b_c, 1, 1, 1)
+    pre = conv2d_naive(x.astype(np.float64), wc.astype(np.float64), b_c.astype(np.float64),
+                       1, 1)[:, 0]
+    clear = np.abs(pre) > 1e-3  # no float32 rounding flips these cells
+    np.testing.assert_array_equal(mask[clear], pre[clear] > 0)
+    np.testing.assert_allclose(v[clear], np.maximum(pre, 0)[clear], rtol=1e-4, atol=1e-4)
+    dense = conv2d_naive(x.astype(np.float64), w.astype(np.float64), None, 1, 1)
+    ref = dense * np.maximum(pre, 0)[:, None]
+    on = np.broadcast_to((mask & clear)[:, None], y.shape)
+    np.testing.assert_allclose(y[on], ref[on], rtol=1e-3, atol=1e-3)
+    assert np.all(y[np.broadcast_to(~mask[:, None], y.shape)] == 0)
+    assert active == int(mask.sum()) and macs == active * 7 * 5 * 9

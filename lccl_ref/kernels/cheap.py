@@ -94,7 +94,10 @@ The naive twin is ``functional.conv2d_naive`` followed by ``max(., 0)``
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 from numba.np.numpy_support import carray
 
 from .._checks import check_float_array, check_same_dtype, conv_output_size, pair
@@ -251,6 +254,96 @@ def tap_sweeps(xb, wt, toff, e0, e1, bias, vflat):
         dst = vflat[g:]
         for k in range(m8):
             dst[k] = acc[k]
+
+
+#: Output rows of one :func:`_rows_3x3` step (4 accumulators + 9 weights in 16 registers).
+ROWS = 4
+
+
+@intrinsic
+def _rows_3x3(typingctx, xb, w9, e, chan, nc, wq, bias, out):
+    """One step of :func:`row_sweeps_3x3`, written in LLVM IR with explicit vectors.
+
+    ``out[e + r*Wq + l] = bias + sum_{c, a, b} w9[9c + 3a + b] * xb[c*chan + e + (r+a)*Wq + b + l]``
+    for ``r < ROWS`` and ``l`` over one vector (8 float32 or 4 float64 lanes).
+    Per channel: 9 weight broadcasts, ``(ROWS + 2) * 3`` vector loads (the rows
+    that the ``ROWS`` outputs share are loaded once) and ``9 * ROWS`` FMAs.  In
+    Python-level Numba code LLVM would not keep this block in registers (both
+    of its vectorisers were tried, see :mod:`.fused`), so the IR is spelled out.
+    """
+    sig = types.void(xb, w9, e, chan, nc, wq, bias, out)
+
+    def codegen(context, builder, signature, args):
+        xb_v, w_v, e_v, chan_v, nc_v, wq_v, bias_v, out_v = args
+        data = [cgutils.create_struct_proxy(signature.args[k])(context, builder, value=args[k]).data
+                for k in (0, 1, 7)]
+        xp, wp, op = data
+        fty = context.get_value_type(signature.args[0].dtype)
+        size = 4 if isinstance(fty, ir.FloatType) else 8
+        lanes = 32 // size
+        vty, i64, i32 = ir.VectorType(fty, lanes), ir.IntType(64), ir.IntType(32)
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
+                                             f"llvm.fma.v{lanes}f{8 * size}")
+        undef = ir.Constant(vty, ir.Undefined)
+        zeros = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+
+        def splat(s):
+            return builder.shuffle_vector(
+                builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, zeros)
+
+        def const(k):
+            return ir.Constant(i64, k)
+
+        accp = [cgutils.alloca_once_value(builder, splat(bias_v)) for _ in range(ROWS)]
+        with cgutils.for_range(builder, nc_v) as loop:
+            c = loop.index
+            p = builder.add(builder.mul(c, chan_v), e_v)
+            w0 = builder.mul(c, const(9))
+            ws = [splat(builder.load(builder.gep(wp, [builder.add(w0, const(k))])))
+                  for k in range(9)]
+            accs = [builder.load(a) for a in accp]
+            for rho in range(ROWS + 2):  # input rows e + rho*Wq
+                row = builder.add(p, builder.mul(const(rho), wq_v))
+                for b in range(3):
+                    ptr = builder.gep(xp, [builder.add(row, const(b))])
+                    x = builder.load(builder.bitcast(ptr, vty.as_pointer()), align=size)
+                    for r in range(ROWS):  # output row r reads it as its tap row a = rho - r
+                        if 0 <= rho - r < 3:
+                            accs[r] = builder.call(fma, [x, ws[3 * (rho - r) + b], accs[r]])
+            for a_ptr, v in zip(accp, accs):
+                builder.store(v, a_ptr)
+        for r in range(ROWS):
+            off = builder.add(e_v, builder.mul(const(r), wq_v))
+            ptr = builder.bitcast(builder.gep(op, [off]), vty.as_pointer())
+            builder.store(builder.load(accp[r]), ptr, align=size)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True)
+def row_sweeps_3x3(xb, wt, chan, nc, ho, wo, wq, bias, vflat):
+    """The 3x3 stride-1 cheap conv: ``vflat[i*Wq + j]`` for ``i < Ho``, ``j < Wo``.
+
+    Same result as :func:`tap_sweeps` (taps ``(c, a, b)`` at ``c*chan + a*Wq + b``,
+    ``wt`` (9C,)) at the output cells, up to the rounding of the order of the
+    taps: ``ROWS`` output rows by one vector of columns per step, the last row
+    group and column vector shifted back to end at ``Ho`` and ``Wo`` (cells in
+    the overlap are computed twice, with the same value).  Needs ``Ho >= ROWS``
+    and ``Wo >=`` the vector width (8 in float32, 4 in float64).  The padding
+    columns (``j >= Wo``) that :func:`tap_sweeps` computes too are not
+    computed: at 8x8 they were 18% of its work.
+
+    Measured (one 32x32 image in cache, float32, C = 16): 10.1 us against
+    13.5 for :func:`tap_sweeps` (the cheap branch's 1/16 share of the dense
+    conv's time is 9.4); 32@16x16 5.1 against 7.2, 64@8x8 2.5 against 4.4.
+    """
+    lanes = 32 // xb.itemsize
+    for i0 in range(0, ho, ROWS):
+        i = min(i0, ho - ROWS)
+        for j0 in range(0, wo, lanes):
+            j = min(j0, wo - lanes)
+            _rows_3x3(xb, wt, i * wq + j, chan, nc, wq, bias, vflat)
 
 
 @njit(cache=True, fastmath=_FMA)

@@ -91,7 +91,7 @@ from numba import njit
 
 from .._checks import check_float_array, check_same_dtype, conv_output_size, pair
 from ..functional.conv import _check_conv_args
-from .cheap import tap_sweeps
+from .cheap import ROWS, row_sweeps_3x3, tap_sweeps
 from .vector import (
     band_cells,
     channel_block,
@@ -297,6 +297,20 @@ def fused_buffer(c, sh, sw, hq, wq, dtype):
 
 
 @njit(cache=True)
+def _taps_3x3(toff, c, chan, wq):
+    """Whether the cheap taps are a 3x3 window at the corner of the expensive one at
+    stride 1 (tap ``(ch, a, b)`` at ``ch*chan + a*Wq + b``): :func:`.cheap.row_sweeps_3x3`."""
+    if toff.shape[0] != 9 * c:
+        return False
+    for ch in range(c):
+        for a in range(3):
+            for b in range(3):
+                if toff[(ch * 3 + a) * 3 + b] != ch * chan + a * wq + b:
+                    return False
+    return True
+
+
+@njit(cache=True)
 def fused_image(xn, xb, off, toff, wt, bias, rowmap, cols, even, odd, hq, wq, wb, sh, sw,
                 ph, pw, yn, vrow, mrow, ho, wo, band, vflat, qs, base, bases, obuf,
                 pre_s, pre_h, has_pre, res=None):
@@ -322,7 +336,11 @@ def fused_image(xn, xb, off, toff, wt, bias, rowmap, cols, even, odd, hq, wq, wb
     else:
         _copy_rows_any(xn, xb, chan, rowmap, cols, sw, pre_s, pre_h, has_pre)
     run = (ho - 1) * wq + wo  # flat positions i*Wq + j up to the last output
-    tap_sweeps(xb, wt, toff, 0, run, bias, vflat)  # 2. the cheap branch
+    if sh == 1 and sw == 1 and ho >= ROWS and wo >= 32 // xb.itemsize and _taps_3x3(
+            toff, c, chan, wq):  # 2. the cheap branch: kxkxCx1 at 3x3, rows blocked
+        row_sweeps_3x3(xb, wt, chan, c, ho, wo, wq, bias, vflat)
+    else:  # 1x1, strided, other windows, small outputs
+        tap_sweeps(xb, wt, toff, 0, run, bias, vflat)
     zero = yn.dtype.type(0)
     active = 0
     macs = 0
