@@ -249,3 +249,28 @@ def test_float32_rows_path_equals_the_naive_convs():
     np.testing.assert_allclose(y[on], ref[on], rtol=1e-3, atol=1e-3)
     assert np.all(y[np.broadcast_to(~mask[:, None], y.shape)] == 0)
     assert active == int(mask.sum()) and macs == active * 7 * 5 * 9
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("wd", [16, 17, 23, 40])
+def test_vector_phase_copy_equals_the_bn_relu_first(dtype, wd):
+    """Rows wide enough for the vectorised stride-2 deinterleave (_split_pairs: 8 float32
+    or 4 float64 pairs per step, then the remainder and an odd last column): the same
+    bits as the kernel on max(x * s + h, 0) made first, and on a non-contiguous x."""
+    rng = np.random.default_rng(wd)
+    x = rng.standard_normal((2, 3, 9, wd)).astype(dtype)
+    w = rng.standard_normal((5, 3, 3, 3)).astype(dtype)
+    wc = rng.standard_normal((1, 3, 3, 3)).astype(dtype)
+    b_c = np.array([0.1], dtype)
+    s, h = rng.uniform(0.5, 1.5, 3).astype(dtype), rng.normal(0, 0.5, 3).astype(dtype)
+    ref = lccl_shared_eval_unchecked(affine_relu_unchecked(x, s, h), w, wc, b_c, (2, 2), (1, 1),
+                                     (1, 1))
+    for xin in (x, np.asfortranarray(x)):
+        got = lccl_shared_eval_unchecked(xin, w, wc, b_c, (2, 2), (1, 1), (1, 1), pre=(s, h))
+        for a, b in zip(got[:3], ref[:3]):
+            np.testing.assert_array_equal(a, b)
+    plain = lccl_shared_eval_unchecked(x, w, wc, b_c, (2, 2), (1, 1), (1, 1))  # no pre
+    y_ref = conv2d_forward(x.astype(np.float64), w.astype(np.float64), None, 2, 1)[0]
+    on = np.broadcast_to(plain[2][:, None], y_ref.shape)
+    tol = 1e-10 if dtype == np.float64 else 2e-3
+    np.testing.assert_allclose(plain[0][on], (y_ref * plain[1][:, None])[on], rtol=tol, atol=tol)
