@@ -422,20 +422,21 @@ def fused_image(xn, xb, off, toff, wt, bias, rowmap, cols, even, odd, hq, wq, wb
         run_blocks(xb, wb, off, base, qs, m, bases, obuf)
         active += m
         macs += m * n_out * k_len
-        mb = mrow[q0:q1]
-        sb = vrow[q0:q1]
-        for t in range(n_out):  # unit strides: LLVM vectorises the select
+        sb = vrow[q0:q1]  # V' > 0 is the mask: a float compare, not a byte load (2.9 vs
+        for t in range(n_out):  # 3.6 us per 16@32x32 image); unit strides: vectorised
             yt = yn[t, q0:q1]
             ot = obuf[t]
             if res is None:
                 for q in range(q1 - q0):
-                    val = ot[q] * sb[q]  # computed first: with the product inside the
-                    yt[q] = val if mb[q] else zero  # select, LLVM branched (+1.5 ms)
+                    s = sb[q]
+                    val = ot[q] * s  # computed first: with the product inside the
+                    yt[q] = val if s > zero else zero  # select, LLVM branched (+1.5 ms)
             else:
                 rt = res[t, q0:q1]
                 for q in range(q1 - q0):
-                    val = ot[q] * sb[q]
-                    yt[q] = (val if mb[q] else zero) + rt[q]
+                    s = sb[q]
+                    val = ot[q] * s
+                    yt[q] = (val if s > zero else zero) + rt[q]
     return active, macs
 
 
