@@ -338,14 +338,16 @@ def _set_sparse(layers, flag):
         m.sparse = flag
 
 
-def time_interleaved(fns: dict, repeats: int, warmup: int = 1, minima: dict | None = None) -> dict:
+def time_interleaved(fns: dict, repeats: int, warmup: int = 1, minima: dict | None = None,
+                     after=None) -> dict:
     """Median wall time (s) of each zero-argument callable, calls interleaved.
 
     Each round calls every function once, in the same order; a warm-up round
     (Numba compilation, first-touch allocation) is not timed.  If ``minima`` is
     a dict it receives the minimum of each function's times as well (on a
     shared machine the noise only adds time, so the minimum is the steadier
-    estimate; the medians are the reported figures).
+    estimate; the medians are the reported figures).  ``after(name)``, if
+    given, runs after each timed call, outside the timing.
     """
     for _ in range(warmup):
         for f in fns.values():
@@ -356,6 +358,8 @@ def time_interleaved(fns: dict, repeats: int, warmup: int = 1, minima: dict | No
             t0 = time.perf_counter()
             f()
             times[k].append(time.perf_counter() - t0)
+            if after is not None:
+                after(k)
     if minima is not None:
         minima.update({k: float(np.min(v)) for k, v in times.items()})
     return {k: float(np.median(v)) for k, v in times.items()}
@@ -597,17 +601,15 @@ def bench_engine(model: Module, x: np.ndarray, repeats: int = 5) -> dict | None:
     plain(x)
     macs_dense, macs_lccl = plain.last_macs["executed"], sparse.last_macs["executed"]
     engines = dict(plain=plain, sparse=sparse)
-    times = {k: [] for k in engines}
-    cyc = {k: None for k in engines}
-    for _ in range(max(1, repeats)):  # interleaved, as time_interleaved (after the warm-up
-        for k, e in engines.items():  # above); the cycles are read outside the timed call
-            t0 = time.perf_counter()
-            e(x)
-            times[k].append(time.perf_counter() - t0)
-            c = np.array([r["cycles"] for r in e.last_stats], dtype=np.int64)
-            cyc[k] = c if cyc[k] is None else np.minimum(cyc[k], c)
-    t = {k: float(np.median(v)) for k, v in times.items()}
-    tmin = {k: float(np.min(v)) for k, v in times.items()}
+    cyc = {}
+
+    def cycles(name):  # read outside the timed call: last_stats builds its dicts when asked
+        c = np.array([r["cycles"] for r in engines[name].last_stats], dtype=np.int64)
+        cyc[name] = np.minimum(cyc[name], c) if name in cyc else c
+
+    tmin = {}
+    t = time_interleaved({k: (lambda e=e: e(x)) for k, e in engines.items()}, repeats,
+                         warmup=0, minima=tmin, after=cycles)  # warmed up above
     theo = 1.0 - macs_lccl / macs_dense
     real, real_min = 1.0 - t["sparse"] / t["plain"], 1.0 - tmin["sparse"] / tmin["plain"]
     layers = []

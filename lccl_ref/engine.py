@@ -170,6 +170,8 @@ def _run(x, out, ops, fa, fo, ua, uo, ia, io, masks, stats):
                 qs = _at(ia, io, op[F_QS])
                 bias = _at(fa, fo, op[F_BIAS])
                 sh, sw, ph, pw = op[F_SH], op[F_SW], op[F_PH], op[F_PW]
+                # two calls, not one with res=None or an array: the call without res
+                # compiles the kernel with its residual branch pruned
                 if op[F_RES] >= 0:
                     res = _at(fa, fo, op[F_RES])[: t * ho * wo].reshape(t, ho * wo)
                     stats[k, 1] += vector_image(

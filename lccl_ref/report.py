@@ -269,6 +269,14 @@ def _placement_section(res) -> list[str]:
     return lines + [""]
 
 
+def _speed_row(label, macs, times) -> tuple:
+    """One ``ours`` row of the speed-up table: MACs from ``macs``, the rest from ``times``."""
+    return ("ours", label, f"{fmt_sci(macs['macs_dense'])} → {fmt_sci(macs['macs_sparse'])}",
+            f"{fmt_f2(times['dense_ms'])} → {fmt_f2(times['sparse_ms'])}",
+            fmt_pct(times["theoretical"]), fmt_pct(times["real"]),
+            _na(times["real_over_theoretical"], fmt_f3))
+
+
 def _real_section(res) -> list[str]:
     b = res.get("bench")
     lines = [
@@ -289,22 +297,9 @@ def _real_section(res) -> list[str]:
                          f"{res['meta']['cpu_count']} core(s) when timing started: other "
                          "processes sharing the CPU make real speed-ups noisy.")
         for x in b["batches"]:
-            rows.append((
-                "ours", f"batch {x['batch']}",
-                f"{fmt_sci(x['macs_dense'])} → {fmt_sci(x['macs_sparse'])}",
-                f"{fmt_f2(x['dense_ms'])} → {fmt_f2(x['sparse_ms'])}",
-                fmt_pct(x["theoretical"]), fmt_pct(x["real"]),
-                _na(x["real_over_theoretical"], fmt_f3),
-            ))
-            e = x.get("engine")
-            if e:
-                rows.append((
-                    "ours", f"batch {x['batch']}, engine",
-                    f"{fmt_sci(x['macs_dense'])} → {fmt_sci(x['macs_sparse'])}",
-                    f"{fmt_f2(e['dense_ms'])} → {fmt_f2(e['sparse_ms'])}",
-                    fmt_pct(e["theoretical"]), fmt_pct(e["real"]),
-                    _na(e["real_over_theoretical"], fmt_f3),
-                ))
+            rows.append(_speed_row(f"batch {x['batch']}", x, x))
+            if x.get("engine"):
+                rows.append(_speed_row(f"batch {x['batch']}, engine", x, x["engine"]))
         if any(x.get("engine") for x in b["batches"]):
             lines[2] += (" Rows marked `engine` run both networks with `lccl_ref.engine` (the "
                          "whole network compiled into one call, image by image: no per-layer "
@@ -315,14 +310,9 @@ def _real_section(res) -> list[str]:
                          f"{r18['input_size']}x{r18['input_size']} (random weights, kxkxCx1 "
                          "cheap branches calibrated to our network's mean density r, sum of "
                          "per-layer times), the direct counterpart of the paper's rows.")
-            rows.append((
-                "ours", f"ResNet-18 layers, {r18['input_size']}x{r18['input_size']}, batch "
-                f"{r18['batch']}, r = {fmt_pct(r18['density'])}",
-                f"{fmt_sci(r18['macs_dense'])} → {fmt_sci(r18['macs_sparse'])}",
-                f"{fmt_f2(r18['dense_ms'])} → {fmt_f2(r18['sparse_ms'])}",
-                fmt_pct(r18["theoretical"]), fmt_pct(r18["real"]),
-                _na(r18["real_over_theoretical"], fmt_f3),
-            ))
+            rows.append(_speed_row(
+                f"ResNet-18 layers, {r18['input_size']}x{r18['input_size']}, batch "
+                f"{r18['batch']}, r = {fmt_pct(r18['density'])}", r18, r18))
     lines += _table(("source", "network", "MACs dense → LCCL", "ms dense → LCCL",
                      "theoretical", "real", "real / theoretical"), rows)
     return lines + [""]
