@@ -387,14 +387,13 @@ class _Builder:
                 last[v] = k
         size = max(int(np.prod(s)) for s in self.values[1:])
         where = {0: -1}
-        free, bufs = [], []
+        free = []
         for k, (reads, wrote) in enumerate(self.uses):
             if wrote is not None and wrote not in where:
                 if free:
                     where[wrote] = free.pop()
                 else:
                     where[wrote] = self._float(np.zeros(size))
-                    bufs.append(where[wrote])
             for v in set(reads):
                 if last[v] == k and v != wrote and where[v] >= 0:
                     free.append(where[v])
@@ -403,7 +402,6 @@ class _Builder:
             row[F_DST] = where[wrote] if wrote is not None else where[reads[0]]
             if row[F_CODE] in (OP_CONV, OP_LCCL) and len(reads) == 2:
                 row[F_RES] = where[reads[1]]
-        self.n_buffers = len(bufs)
 
 
 def _arena(arrays, dtype):
