@@ -194,6 +194,15 @@ def lccl_shared_eval_unchecked(x, w, w_cheap, b_cheap, stride, padding, cheap_pa
     return y, v, mask, int(active), int(macs)
 
 
+@njit(inline="always")
+def _pre_value(v, a, b, has_pre, zero):
+    """``max(v * a + b, 0)`` with ``has_pre`` (the folded BN-ReLU, no FMA), else ``v``."""
+    if has_pre:
+        v = v * a + b
+        return v if v > zero else zero
+    return v
+
+
 @intrinsic
 def _split_pairs(typingctx, src, de, do, chunks, a, b, has_pre):
     """``de[k] = f(src[2k])``, ``do[k] = f(src[2k+1])`` for ``k < chunks * L``, in LLVM IR.
@@ -269,21 +278,15 @@ def _copy_rows_2(xn, xb, chan, rowmap, even, odd, pre_s, pre_h, has_pre):
             if chunks > 0:
                 _split_pairs(src, de, do, chunks, a, b, has_pre)
             for k in range(done, half):
-                ve, vo = src[2 * k], src[2 * k + 1]
-                if has_pre:
-                    ve, vo = ve * a + b, vo * a + b
-                    ve = ve if ve > zero else zero
-                    vo = vo if vo > zero else zero
-                de[k] = ve
-                do[k] = vo
+                de[k] = _pre_value(src[2 * k], a, b, has_pre, zero)
+                do[k] = _pre_value(src[2 * k + 1], a, b, has_pre, zero)
     if wd % 2:  # the odd last column, after the loop above (inside it: 3x slower)
         for ch in range(c):
             for r in range(h):
-                v = xn[ch, r, wd - 1]
-                if has_pre:
-                    v = v * pre_s[ch] + pre_h[ch]
-                    v = v if v > zero else zero
-                xb[ch * chan + rowmap[r] + even + wd // 2] = v
+                a = pre_s[ch] if has_pre else zero
+                b = pre_h[ch] if has_pre else zero
+                xb[ch * chan + rowmap[r] + even + wd // 2] = _pre_value(xn[ch, r, wd - 1], a, b,
+                                                                      has_pre, zero)
 
 
 @njit(cache=True)
@@ -301,11 +304,7 @@ def _copy_rows_any(xn, xb, chan, rowmap, cols, sw, pre_s, pre_h, has_pre):
                 c0 = cols[b, 0]
                 dst = xb[ch * chan + rowmap[r] + cols[b, 1]:]
                 for k in range(cols[b, 2]):
-                    v = src[c0 + k * sw]
-                    if has_pre:
-                        v = v * a + bb
-                        v = v if v > zero else zero
-                    dst[k] = v
+                    dst[k] = _pre_value(src[c0 + k * sw], a, bb, has_pre, zero)
 
 
 @njit(cache=True)
