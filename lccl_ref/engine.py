@@ -387,8 +387,8 @@ class _Builder:
         self._row(OP_LCCL, (c, h, w), (t, ho, wo), kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw,
                   pre=self._pre(pre), bias=cheap,  # bias: typed placeholder, never read
                   pad=self._pad(key, fused_buffer(c, sh, sw, hq, wq, self.dtype).size),
-                  off=self._uint(off), base=self._scratch("u", "list", band * wo + 8),
-                  qs=self._scratch("i", "list", band * wo + 8),
+                  off=self._uint(off), base=self._scratch("u", "list", band * wo),
+                  qs=self._scratch("i", "list", band * wo),
                   obuf=self._scratch("f", "obuf", t_pad * band * wo), band=band, cheap=cheap,
                   toff=self._int(toff, rowmap, cols), even=even, odd=odd, hq=hq, wq=wq,
                   vf=self._scratch("f", "vf", (ho - 1) * wq + wo + 8, ho * wo),
