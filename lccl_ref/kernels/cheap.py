@@ -256,25 +256,30 @@ def tap_sweeps(xb, wt, toff, e0, e1, bias, vflat):
             dst[k] = acc[k]
 
 
-#: Output rows of one :func:`_rows_3x3` step (4 accumulators + 9 weights in 16 registers).
+#: Fewest output rows :func:`row_sweeps_3x3` needs (its narrowest step is 4 rows high).
 ROWS = 4
 
 
 @intrinsic
-def _rows_3x3(typingctx, xb, w9, e, chan, nc, wq, bias, out):
+def _rows_3x3(typingctx, xb, w9, e, chan, nc, wq, bias, out, rows, cols):
     """One step of :func:`row_sweeps_3x3`, written in LLVM IR with explicit vectors.
 
     ``out[e + r*Wq + l] = bias + sum_{c, a, b} w9[9c + 3a + b] * xb[c*chan + e + (r+a)*Wq + b + l]``
-    for ``r < ROWS`` and ``l`` over one vector (8 float32 or 4 float64 lanes).
-    Per channel: 9 weight broadcasts, ``(ROWS + 2) * 3`` vector loads (the rows
-    that the ``ROWS`` outputs share are loaded once) and ``9 * ROWS`` FMAs.  In
-    Python-level Numba code LLVM would not keep this block in registers (both
-    of its vectorisers were tried, see :mod:`.fused`), so the IR is spelled out.
+    for ``r < rows`` and ``l`` over ``cols`` vectors (of 8 float32 or 4 float64
+    lanes); ``rows`` and ``cols`` are literal ints.  Per channel: 9 weight
+    broadcasts, ``(rows + 2) * 3 * cols`` vector loads (the input rows that the
+    output rows share are loaded once) and ``9 * rows * cols`` FMAs into
+    ``rows * cols`` accumulators.  In Python-level Numba code LLVM would not keep
+    this block in registers (both of its vectorisers were tried, see
+    :mod:`.fused`), so the IR is spelled out.
     """
-    sig = types.void(xb, w9, e, chan, nc, wq, bias, out)
+    if not (isinstance(rows, types.IntegerLiteral) and isinstance(cols, types.IntegerLiteral)):
+        return None
+    n_rows, n_cols = rows.literal_value, cols.literal_value
+    sig = types.void(xb, w9, e, chan, nc, wq, bias, out, rows, cols)
 
     def codegen(context, builder, signature, args):
-        xb_v, w_v, e_v, chan_v, nc_v, wq_v, bias_v, out_v = args
+        xb_v, w_v, e_v, chan_v, nc_v, wq_v, bias_v, out_v = args[:8]
         data = [cgutils.create_struct_proxy(signature.args[k])(context, builder, value=args[k]).data
                 for k in (0, 1, 7)]
         xp, wp, op = data
@@ -294,7 +299,8 @@ def _rows_3x3(typingctx, xb, w9, e, chan, nc, wq, bias, out):
         def const(k):
             return ir.Constant(i64, k)
 
-        accp = [cgutils.alloca_once_value(builder, splat(bias_v)) for _ in range(ROWS)]
+        accp = [cgutils.alloca_once_value(builder, splat(bias_v))
+                for _ in range(n_rows * n_cols)]  # accumulator r*cols + v
         with cgutils.for_range(builder, nc_v) as loop:
             c = loop.index
             p = builder.add(builder.mul(c, chan_v), e_v)
@@ -302,23 +308,39 @@ def _rows_3x3(typingctx, xb, w9, e, chan, nc, wq, bias, out):
             ws = [splat(builder.load(builder.gep(wp, [builder.add(w0, const(k))])))
                   for k in range(9)]
             accs = [builder.load(a) for a in accp]
-            for rho in range(ROWS + 2):  # input rows e + rho*Wq
+            for rho in range(n_rows + 2):  # input rows e + rho*Wq
                 row = builder.add(p, builder.mul(const(rho), wq_v))
-                for b in range(3):
-                    ptr = builder.gep(xp, [builder.add(row, const(b))])
-                    x = builder.load(builder.bitcast(ptr, vty.as_pointer()), align=size)
-                    for r in range(ROWS):  # output row r reads it as its tap row a = rho - r
-                        if 0 <= rho - r < 3:
-                            accs[r] = builder.call(fma, [x, ws[3 * (rho - r) + b], accs[r]])
-            for a_ptr, v in zip(accp, accs):
-                builder.store(v, a_ptr)
-        for r in range(ROWS):
-            off = builder.add(e_v, builder.mul(const(r), wq_v))
-            ptr = builder.bitcast(builder.gep(op, [off]), vty.as_pointer())
-            builder.store(builder.load(accp[r]), ptr, align=size)
+                for v in range(n_cols):
+                    for b in range(3):
+                        ptr = builder.gep(xp, [builder.add(row, const(v * lanes + b))])
+                        x = builder.load(builder.bitcast(ptr, vty.as_pointer()), align=size)
+                        for r in range(n_rows):  # output row r reads it as tap row rho - r
+                            if 0 <= rho - r < 3:
+                                k = r * n_cols + v
+                                accs[k] = builder.call(fma, [x, ws[3 * (rho - r) + b], accs[k]])
+            for a_ptr, acc in zip(accp, accs):
+                builder.store(acc, a_ptr)
+        for r in range(n_rows):
+            for v in range(n_cols):
+                off = builder.add(builder.add(e_v, builder.mul(const(r), wq_v)),
+                                  const(v * lanes))
+                ptr = builder.bitcast(builder.gep(op, [off]), vty.as_pointer())
+                builder.store(builder.load(accp[r * n_cols + v]), ptr, align=size)
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@njit(inline="always")
+def _sweep_grid(xb, wt, chan, nc, ho, wo, wq, bias, vflat, rows, cols):
+    """:func:`_rows_3x3` steps of ``rows`` x ``cols`` vectors over the output, the last
+    row group and column group shifted back to end at ``Ho`` and ``Wo``."""
+    width = cols * (32 // xb.itemsize)
+    for i0 in range(0, ho, rows):
+        i = min(i0, ho - rows)
+        for j0 in range(0, wo, width):
+            j = min(j0, wo - width)
+            _rows_3x3(xb, wt, i * wq + j, chan, nc, wq, bias, vflat, rows, cols)
 
 
 @njit(cache=True)
@@ -327,23 +349,29 @@ def row_sweeps_3x3(xb, wt, chan, nc, ho, wo, wq, bias, vflat):
 
     Same result as :func:`tap_sweeps` (taps ``(c, a, b)`` at ``c*chan + a*Wq + b``,
     ``wt`` (9C,)) at the output cells, up to the rounding of the order of the
-    taps: ``ROWS`` output rows by one vector of columns per step, the last row
-    group and column vector shifted back to end at ``Ho`` and ``Wo`` (cells in
-    the overlap are computed twice, with the same value).  Needs ``Ho >= ROWS``
-    and ``Wo >=`` the vector width (8 in float32, 4 in float64).  The padding
-    columns (``j >= Wo``) that :func:`tap_sweeps` computes too are not
-    computed: at 8x8 they were 18% of its work.
+    taps: steps of a few output rows by a few vectors of columns, the widest
+    that the output holds -- 2 rows x 4 vectors from ``Wo >=`` 4 vectors
+    (32 float32 columns), 4 x 2 from 2 vectors, else 4 x 1 -- the last group of
+    rows and of columns shifted back to end at ``Ho`` and ``Wo`` (cells in
+    the overlap are computed twice, with the same value).  Needs
+    ``Ho >= ROWS`` and ``Wo >=`` the vector width (8 in float32, 4 in
+    float64).  The padding columns (``j >= Wo``) that :func:`tap_sweeps`
+    computes too are not computed: at 8x8 they were 18% of its work.
 
-    Measured (one 32x32 image in cache, float32, C = 16): 10.1 us against
-    13.5 for :func:`tap_sweeps` (the cheap branch's 1/16 share of the dense
-    conv's time is 9.4); 32@16x16 5.1 against 7.2, 64@8x8 2.5 against 4.4.
+    Measured (one image in cache, float32, us, 4 x 1 / 2 x 4 / 4 x 2 steps; the
+    cheap branch's 1/T share of the dense conv's time in brackets): 16@32x32
+    10.3 / 8.6 / 9.2 (9.4); 32@16x16 5.2 / - / 4.8 (4.4); 64@8x8 2.6 (2.1),
+    where 8 x 1 steps gave 2.5 and 2 x 1 4.6.  Wider steps load each input
+    vector for more FMAs; 3 x 4 and 4 x 4 (12 and 16 accumulators) spill.
+    :func:`tap_sweeps` took 13.5, 7.2 and 4.4.
     """
     lanes = 32 // xb.itemsize
-    for i0 in range(0, ho, ROWS):
-        i = min(i0, ho - ROWS)
-        for j0 in range(0, wo, lanes):
-            j = min(j0, wo - lanes)
-            _rows_3x3(xb, wt, i * wq + j, chan, nc, wq, bias, vflat)
+    if wo >= 4 * lanes:
+        _sweep_grid(xb, wt, chan, nc, ho, wo, wq, bias, vflat, 2, 4)
+    elif wo >= 2 * lanes:
+        _sweep_grid(xb, wt, chan, nc, ho, wo, wq, bias, vflat, 4, 2)
+    else:
+        _sweep_grid(xb, wt, chan, nc, ho, wo, wq, bias, vflat, 4, 1)
 
 
 @njit(cache=True, fastmath=_FMA)
