@@ -566,7 +566,8 @@ def bench_network(model: Module, x: np.ndarray, repeats: int = 5, layers: bool =
                 engine=eng)
 
 
-def bench_engine(model: Module, x: np.ndarray, repeats: int = 5) -> dict | None:
+def bench_engine(model: Module, x: np.ndarray, repeats: int = 5,
+                 min_time: float = 0.5) -> dict | None:
     """Theoretical vs real speed-up with :class:`lccl_ref.engine.Engine`, whole network and
     per conv layer; None (with the reason logged in ``"skipped"``) for a model the engine
     does not run.
@@ -576,14 +577,17 @@ def bench_engine(model: Module, x: np.ndarray, repeats: int = 5) -> dict | None:
     the whole eval forward into one Numba call that takes the batch image by
     image, so neither pays per-layer Python dispatch nor a DRAM round trip
     per activation.  Whole network: wall medians of interleaved calls (and
-    their minima).  Per layer: the cycles the engine counted in each op
+    their minima), at least ``repeats`` rounds and as many as fill about
+    ``min_time`` seconds per network (at batch 1 a call takes 2-3 ms, and a
+    median of 5 moved by 0.05 in real/theoretical from run to run).  Per
+    layer: the cycles the engine counted in each op
     (``Engine.last_ops``), the minimum over the repeats, so per-layer times
     come from the same calls as the network's.
 
     Returns
     -------
     dict with ``t_plain``, ``t_sparse`` (s, medians), ``t_plain_min``,
-    ``t_sparse_min``, ``macs_dense``, ``macs_lccl``, ``theoretical``, ``real``,
+    ``t_sparse_min``, ``rounds``, ``macs_dense``, ``macs_lccl``, ``theoretical``, ``real``,
     ``ratio``, ``real_min``, ``ratio_min``, and ``layers``: per conv layer
     ``name``, ``kind``, ``density`` (LCCL), ``macs_dense``, ``macs``,
     ``theoretical``, ``cycles_plain``, ``cycles_sparse``, ``real``, ``ratio``.
@@ -598,7 +602,9 @@ def bench_engine(model: Module, x: np.ndarray, repeats: int = 5) -> dict | None:
     except ValueError as e:
         return dict(skipped=str(e))
     sparse(x)
+    t0 = time.perf_counter()
     plain(x)
+    rounds = max(repeats, min(1000, int(min_time / max(time.perf_counter() - t0, 1e-9))))
     macs_dense, macs_lccl = plain.last_macs["executed"], sparse.last_macs["executed"]
     engines = dict(plain=plain, sparse=sparse)
     cyc = {}
@@ -608,7 +614,7 @@ def bench_engine(model: Module, x: np.ndarray, repeats: int = 5) -> dict | None:
         cyc[name] = np.minimum(cyc[name], c) if name in cyc else c
 
     tmin = {}
-    t = time_interleaved({k: (lambda e=e: e(x)) for k, e in engines.items()}, repeats,
+    t = time_interleaved({k: (lambda e=e: e(x)) for k, e in engines.items()}, rounds,
                          warmup=0, minima=tmin, after=cycles)  # warmed up above
     theo = 1.0 - macs_lccl / macs_dense
     real, real_min = 1.0 - t["sparse"] / t["plain"], 1.0 - tmin["sparse"] / tmin["plain"]
@@ -621,9 +627,10 @@ def bench_engine(model: Module, x: np.ndarray, repeats: int = 5) -> dict | None:
                            cycles_plain=int(cyc["plain"][k]), cycles_sparse=int(cyc["sparse"][k]),
                            real=re, ratio=_ratio(re, th) if q["kind"] == "lccl" else None))
     return dict(t_plain=t["plain"], t_sparse=t["sparse"], t_plain_min=tmin["plain"],
-                t_sparse_min=tmin["sparse"], macs_dense=int(macs_dense), macs_lccl=int(macs_lccl),
-                theoretical=theo, real=real, ratio=_ratio(real, theo), real_min=real_min,
-                ratio_min=_ratio(real_min, theo), layers=layers)
+                t_sparse_min=tmin["sparse"], rounds=rounds, macs_dense=int(macs_dense),
+                macs_lccl=int(macs_lccl), theoretical=theo, real=real,
+                ratio=_ratio(real, theo), real_min=real_min, ratio_min=_ratio(real_min, theo),
+                layers=layers)
 
 
 # ---------------------------------------------------------------------------
