@@ -50,9 +50,8 @@ Activations live in a few per-image buffers, reused once a value is dead;
 padded copies are shared by the ops of one geometry (their zero borders are
 never written), and the scratch that an op fills and reads before the next op
 runs (a band's results, its position lists, the cheap branch's output) by
-every op, so that it stays in cache: with a buffer per op the scratch of
-ResNet-20 came from L3 at every image (the LCCL ops lost 0.01-0.02 of their
-real/theoretical to it).
+every op, so that it stays in cache (with a buffer per op, ResNet-20's
+scratch alone was more than L2 holds, and came from L3 at every image).
 
 What it does not do (``ValueError`` at construction): models other than
 :class:`~lccl_ref.models.PreActResNet`; per-channel masks (``1x1xCxT``);

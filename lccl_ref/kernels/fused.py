@@ -20,13 +20,16 @@ them.  :func:`lccl_shared_eval` does it all in one Numba call, per image:
    this is :mod:`.vector`'s ``(C, Hp, Wp)`` buffer.  Output ``(i, j)`` has
    its window corner at ``i*Wq + j`` and tap ``(c, a, b)`` at the constant
    offset ``(((c*sh + a % sh)*sw + b % sw)*Hq + a // sh)*Wq + b // sw``;
-2. the cheap branch for every flat position ``e = i*Wq + j`` of the image
-   (one run; the ``Wq - Wo`` positions past each row's end are computed and
-   thrown away), :data:`.cheap.BLOCK` positions at a time with the
-   accumulators on the stack (:func:`.cheap.tap_sweeps`), eight taps per
-   sweep over the block (LLVM vectorises each sweep over the positions);
-3. per band of output rows (as in :mod:`.vector`): ReLU, mask, count and the
-   branch-free list of active positions in one sweep; the register-blocked
+2. the cheap branch: for a 3x3 window at stride 1, blocks of output rows by
+   vectors of columns in LLVM IR (:func:`.cheap.row_sweeps_3x3`); otherwise
+   for every flat position ``e = i*Wq + j`` of the image (one run; the
+   ``Wq - Wo`` positions past each row's end are computed and thrown away),
+   :data:`.cheap.BLOCK` positions at a time with the accumulators on the
+   stack (:func:`.cheap.tap_sweeps`), eight taps per sweep over the block
+   (LLVM vectorises each sweep over the positions);
+3. per band of output rows (as in :mod:`.vector`): per row, ``V' = max(v, 0)``
+   and the mask bytes in one vectorised pass, then the list of active
+   positions a vector at a time (:func:`_compact`); the register-blocked
    blocks of :mod:`.vector` (:func:`.vector.run_blocks`) for all ``T``
    outputs of the active positions; the band's ``y`` written plane by plane
    as ``acc * V'`` at active cells, 0 elsewhere (plus ``res``, a residual,
