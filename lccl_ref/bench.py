@@ -588,7 +588,10 @@ def bench_engine(model: Module, x: np.ndarray, repeats: int = 5,
     -------
     dict with ``t_plain``, ``t_sparse`` (s, medians), ``t_plain_min``,
     ``t_sparse_min``, ``rounds``, ``macs_dense``, ``macs_lccl``, ``theoretical``, ``real``,
-    ``ratio``, ``real_min``, ``ratio_min``, and ``layers``: per conv layer
+    ``ratio``, ``real_min``, ``ratio_min``, ``real_cycles`` and ``ratio_cycles`` (from
+    the sums over all ops of each op's minimum cycle count: what the network
+    computes, without the call and the interruptions of a shared machine), and
+    ``layers``: per conv layer
     ``name``, ``kind``, ``density`` (LCCL), ``macs_dense``, ``macs``,
     ``theoretical``, ``cycles_plain``, ``cycles_sparse``, ``real``, ``ratio``.
     """
@@ -609,15 +612,20 @@ def bench_engine(model: Module, x: np.ndarray, repeats: int = 5,
     engines = dict(plain=plain, sparse=sparse)
     cyc = {}
 
+    every = {}  # every op's (ADD_SUB and HEAD too) minimum cycles
+
     def cycles(name):  # read outside the timed call: last_stats builds its dicts when asked
         c = np.array([r["cycles"] for r in engines[name].last_stats], dtype=np.int64)
         cyc[name] = np.minimum(cyc[name], c) if name in cyc else c
+        c = np.array([n for _, n in engines[name].last_ops], dtype=np.int64)
+        every[name] = np.minimum(every[name], c) if name in every else c
 
     tmin = {}
     t = time_interleaved({k: (lambda e=e: e(x)) for k, e in engines.items()}, rounds,
                          warmup=0, minima=tmin, after=cycles)  # warmed up above
     theo = 1.0 - macs_lccl / macs_dense
     real, real_min = 1.0 - t["sparse"] / t["plain"], 1.0 - tmin["sparse"] / tmin["plain"]
+    real_cycles = 1.0 - every["sparse"].sum() / every["plain"].sum()
     layers = []
     for k, (p, q) in enumerate(zip(plain.last_stats, sparse.last_stats)):
         th = 1.0 - q["macs"] / p["macs_dense"] if p["macs_dense"] else 0.0
@@ -630,7 +638,7 @@ def bench_engine(model: Module, x: np.ndarray, repeats: int = 5,
                 t_sparse_min=tmin["sparse"], rounds=rounds, macs_dense=int(macs_dense),
                 macs_lccl=int(macs_lccl), theoretical=theo, real=real,
                 ratio=_ratio(real, theo), real_min=real_min, ratio_min=_ratio(real_min, theo),
-                layers=layers)
+                real_cycles=real_cycles, ratio_cycles=_ratio(real_cycles, theo), layers=layers)
 
 
 # ---------------------------------------------------------------------------
@@ -873,19 +881,20 @@ def summarise(runs) -> list[dict]:
 
 def _engine_summary(e) -> dict:
     """The :func:`bench_engine` figures of a summary row (None when not run)."""
-    keys = ("theoretical", "real", "ratio", "real_min", "ratio_min")
+    keys = ("theoretical", "real", "ratio", "real_min", "ratio_min", "ratio_cycles")
     if not e or "skipped" in e:
         return dict(engine_ms_plain=None, engine_ms_sparse=None,
                     **{f"engine_{k}": None for k in keys})
     return dict(engine_ms_plain=1e3 * e["t_plain"], engine_ms_sparse=1e3 * e["t_sparse"],
-                **{f"engine_{k}": e[k] for k in keys})
+                **{f"engine_{k}": e.get(k) for k in keys})
 
 
 def format_summary(result) -> str:
     """The benchmark's result as a plain-text table.
 
     ``real`` and ``ratio`` are against the plain network (the faster dense conv), from
-    medians; ``r(min)`` is the ratio from the minimum times;
+    medians; ``r(min)`` is the ratio from the minimum times; the engine's ``r(ops)``
+    the ratio from each op's minimum cycle count, summed over the ops;
     ``ratio/full`` is the LCCL layers' real / theoretical against the gated kernel
     at r = 1, ``vs torch`` their real speed-up against PyTorch's dense conv.
     """
@@ -909,12 +918,13 @@ def format_summary(result) -> str:
         lines.append("engine (lccl_ref.engine: the whole network in one compiled call, image by "
                      "image):")
         lines.append(f"{'kind':8s} {'batch':>5s} {'plain ms':>9s} {'sparse ms':>9s} "
-                     f"{'theor.':>7s} {'real':>7s} {'ratio':>6s} {'r(min)':>6s}")
+                     f"{'theor.':>7s} {'real':>7s} {'ratio':>6s} {'r(min)':>6s} {'r(ops)':>6s}")
         for r in eng:
             lines.append(f"{r['kind']:8s} {r['batch']:5d} {r['engine_ms_plain']:9.2f} "
                          f"{r['engine_ms_sparse']:9.2f} {pct(r['engine_theoretical'], 7)} "
                          f"{pct(r['engine_real'], 7)} {_fmt(r['engine_ratio']):>6s} "
-                         f"{_fmt(r['engine_ratio_min']):>6s}")
+                         f"{_fmt(r['engine_ratio_min']):>6s} "
+                         f"{_fmt(r.get('engine_ratio_cycles')):>6s}")
     if "resnet18" in result:
         n, p = result["resnet18"]["network"], result["resnet18"]["paper"]
         lines.append("")

@@ -573,6 +573,7 @@ def _engine_row(e):
     return {"dense_ms": 1e3 * e["t_plain"], "sparse_ms": 1e3 * e["t_sparse"],
             "theoretical": e["theoretical"], "real": e["real"],
             "real_over_theoretical": e["ratio"],
+            "real_over_theoretical_ops": e.get("ratio_cycles"),
             "layers": [{"name": r["name"], "theoretical": r["theoretical"], "real": r["real"]}
                        for r in e["layers"] if r["kind"] == "lccl"]}
 

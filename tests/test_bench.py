@@ -126,6 +126,8 @@ def test_bench_engine_counts_what_the_modules_count_and_skips_what_it_cannot_run
     assert eng["theoretical"] == pytest.approx(net["theoretical"])
     assert eng["real"] == pytest.approx(1 - eng["t_sparse"] / eng["t_plain"])
     assert eng["ratio"] == pytest.approx(eng["real"] / eng["theoretical"])
+    assert eng["ratio_cycles"] == pytest.approx(eng["real_cycles"] / eng["theoretical"])
+    assert 0 < eng["real_cycles"] < 1
     names = [r["name"] for r in eng["layers"] if r["kind"] == "lccl"]
     assert names == [n for n, _ in bench.lccl_modules(model)]
     for r in eng["layers"]:
@@ -135,6 +137,12 @@ def test_bench_engine_counts_what_the_modules_count_and_skips_what_it_cannot_run
             assert abs(r["density"] - 0.5) < 0.02 and r["macs"] < r["macs_dense"]
         else:  # stem, shortcuts: dense in both networks
             assert r["macs"] == r["macs_dense"] and r["theoretical"] == 0 and r["ratio"] is None
+    # rounds: at least `repeats`, more when a call is short (min_time per network)
+    assert eng["rounds"] >= 1
+    short = bench.bench_engine(model, x, repeats=3, min_time=0.0)
+    assert short["rounds"] == 3
+    longer = bench.bench_engine(model, x, repeats=3, min_time=0.5)  # calls of ~1 ms
+    assert 3 < longer["rounds"] <= 1000
     row = bench.summarise([dict(res, kind="kxkxCx1", shared_mask=True)])[0]
     assert row["engine_ratio"] == eng["ratio"]
     text = bench.format_summary(dict(summary=[row]))
