@@ -26,7 +26,9 @@ to float rounding (tests/test_engine.py) and counts the same MACs.
 
 Ops (one row of ``ops`` each; the columns are the ``F_*`` constants)::
 
-    CONV        dst = conv_W(src) + b [+ res]    (vector_image, every position)
+    CONV        dst = conv_W(src) + b [+ res]    (vector_image, every position; a 3x3
+                                                 stride-1 conv of at most ROWS_MAX_C input
+                                                 channels, the stem: conv3x3_rows)
     LCCL        dst = V * V' [+ res],            (fused_image: cheap branch, then
                 mask = V' > 0                    the expensive conv where the mask is on)
     ADD_SUB     dst[:C] += src[:, ::s, ::s]      (the parameter-free "identity" shortcut
@@ -76,6 +78,7 @@ from numba.extending import intrinsic
 
 from ._checks import check_float_array
 from .functional.batchnorm import bn_affine
+from .kernels.cheap import ROWS, ROWS_MAX_C, conv3x3_rows
 from .kernels.fused import fused_buffer, fused_image, fused_tables
 from .kernels.vector import (
     all_positions,
@@ -115,7 +118,9 @@ OP_NAMES = ("CONV", "LCCL", "ADD_SUB", "HEAD")
  F_FCW,  # HEAD's fc weight (classes * C,)
  F_RES,  # CONV, LCCL: the activation added to the output as it is written (or -1)
  F_BASE,  # (uint64) window corners of the band's positions (scratch, or all for CONV)
- N_FIELDS) = range(37)
+ F_ROWS,  # CONV: 1 = a 3x3 conv with few input channels by row sweeps (conv3x3_rows),
+          # its weights (T, 9C) at F_CHEAP, its scratch at F_VF; else -1
+ N_FIELDS) = range(38)
 
 
 @intrinsic
@@ -177,7 +182,17 @@ def _run(x, out, ops, fa, fo, ua, uo, ia, io, masks, stats):
                 sh, sw, ph, pw = op[F_SH], op[F_SW], op[F_PH], op[F_PW]
                 # two calls, not one with res=None or an array: the call without res
                 # compiles the kernel with its residual branch pruned
-                if op[F_RES] >= 0:
+                if op[F_ROWS] == 1:
+                    wrows = _at(fa, fo, op[F_CHEAP]).reshape(t, -1)
+                    vflat = _at(fa, fo, op[F_VF])
+                    if op[F_RES] >= 0:
+                        res = _at(fa, fo, op[F_RES])[: t * ho * wo].reshape(t, ho * wo)
+                        stats[k, 1] += conv3x3_rows(src, buf, wrows, bias, ph, pw, dst, vflat,
+                                                    pre_s, pre_h, has_pre, res)
+                    else:
+                        stats[k, 1] += conv3x3_rows(src, buf, wrows, bias, ph, pw, dst, vflat,
+                                                    pre_s, pre_h, has_pre)
+                elif op[F_RES] >= 0:
                     res = _at(fa, fo, op[F_RES])[: t * ho * wo].reshape(t, ho * wo)
                     stats[k, 1] += vector_image(
                         src, buf, off, wb, bias, no_mask, pre_s, False, False, sh, sw, ph, pw,
@@ -353,6 +368,11 @@ class _Builder:
         all_positions(ho, wo, sh, sw, wp, qs, base)
         bias = conv.bias.data if conv.bias is not None else np.zeros(t)
         dst = self.value((t, ho, wo))
+        rows = {}  # a stem-like conv: row sweeps, one output channel at a time
+        if ((kh, kw), (sh, sw)) == ((3, 3), (1, 1)) and c <= ROWS_MAX_C and ho >= ROWS \
+                and wo >= 32 // self.dtype.itemsize:
+            rows = dict(rows=1, cheap=self._float(wt.reshape(t, -1)),
+                        vf=self._scratch("f", "vf", (ho - 1) * wp + wo + 8, 0))
         self._row(OP_CONV, (c, h, w), (t, ho, wo), kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw,
                   bias=self._float(bias), pre=self._pre(pre),
                   pad=self._pad(("plain", c, h, w, ph, pw), c * hp * wp),
@@ -360,7 +380,7 @@ class _Builder:
                   base=self._positions(("corners", ho, wo, sh, sw, wp), base),
                   qs=self._positions("iota", qs),
                   obuf=self._scratch("f", "obuf", t_pad * band * wo), band=band,
-                  **self._weights(wt))
+                  **rows, **self._weights(wt))
         self.uses.append(((src,) if res is None else (src, res), dst))
         return dst
 

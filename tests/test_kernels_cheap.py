@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from lccl_ref.functional import conv2d_forward, conv2d_naive
@@ -158,3 +158,39 @@ def test_row_sweeps_equal_the_naive_conv_at_every_output_cell(c, ho, wo, dtype, 
     ref = conv2d_naive(x.astype(np.float64), w.astype(np.float64), None, 1, 0)[0, 0] + 0.25
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * 10)
+
+
+@settings(deadline=None, max_examples=40)
+@given(c=st.integers(1, 4), t=st.integers(1, 5), h=st.integers(2, 12), wd=st.integers(6, 40),
+       ph=st.integers(0, 2), pw=st.integers(0, 2), with_pre=st.booleans(),
+       with_res=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**16))
+def test_conv3x3_rows_is_the_dense_conv(c, t, h, wd, ph, pw, with_pre, with_res, dtype, seed):
+    """The stem's row-sweep conv equals the naive conv (of ``max(x*s + h, 0)`` with a pre),
+    plus the bias and the residual, at every cell; the padded buffer's border stays 0
+    from call to call."""
+    from lccl_ref.kernels.cheap import ROWS, conv3x3_rows
+
+    lanes = 32 // np.dtype(dtype).itemsize
+    ho, wo = h + 2 * ph - 2, wd + 2 * pw - 2
+    assume(ho >= ROWS and wo >= lanes)
+    g = np.random.default_rng(seed)
+    x = g.standard_normal((c, h, wd)).astype(dtype)
+    w = g.standard_normal((t, c, 3, 3)).astype(dtype)
+    b = g.standard_normal(t).astype(dtype)
+    s, sh = g.random(c).astype(dtype) + 0.5, g.standard_normal(c).astype(dtype)
+    res = g.standard_normal((t, ho * wo)).astype(dtype)
+    xin = np.maximum(x * s[:, None, None] + sh[:, None, None], 0) if with_pre else x
+    ref = conv2d_naive(xin[None].astype(np.float64), w.astype(np.float64),
+                       b.astype(np.float64), 1, (ph, pw))[0].reshape(t, -1)
+    if with_res:
+        ref = ref + res
+    buf = np.zeros((c, h + 2 * ph, wd + 2 * pw), dtype)
+    vflat = np.full((ho - 1) * (wd + 2 * pw) + wo + 8, np.nan, dtype)
+    for _ in range(2):  # the second call reuses the buffer
+        y = np.full((t, ho * wo), np.nan, dtype)
+        args = (x, buf, w.reshape(t, -1), b, ph, pw, y, vflat, s, sh, with_pre)
+        macs = conv3x3_rows(*args, res) if with_res else conv3x3_rows(*args)
+        assert macs == ho * wo * t * c * 9
+        tol = 1e-10 if dtype == np.float64 else 1e-4
+        np.testing.assert_allclose(y, ref, rtol=tol, atol=tol * 10)
