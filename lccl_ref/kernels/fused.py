@@ -206,6 +206,17 @@ def _pre_value(v, a, b, has_pre, zero):
     return v
 
 
+def _array_lanes(context, builder, signature, args, n):
+    """Codegen prologue of the IR intrinsics here: the data pointers of the first ``n``
+    array arguments, the first one's LLVM float type, its size and the lanes of a
+    256-bit vector of it."""
+    ptrs = [cgutils.create_struct_proxy(signature.args[k])(context, builder, value=args[k]).data
+            for k in range(n)]
+    fty = context.get_value_type(signature.args[0].dtype)
+    size = 4 if isinstance(fty, ir.FloatType) else 8
+    return ptrs, fty, size, 32 // size
+
+
 @intrinsic
 def _split_pairs(typingctx, src, de, do, chunks, a, b, has_pre):
     """``de[k] = f(src[2k])``, ``do[k] = f(src[2k+1])`` for ``k < chunks * L``, in LLVM IR.
@@ -220,12 +231,7 @@ def _split_pairs(typingctx, src, de, do, chunks, a, b, has_pre):
 
     def codegen(context, builder, signature, args):
         n_v, a_v, b_v, pre_v = args[3:]
-        sp, ep, op = [cgutils.create_struct_proxy(signature.args[k])(context, builder,
-                                                                    value=args[k]).data
-                      for k in range(3)]
-        fty = context.get_value_type(signature.args[0].dtype)
-        size = 4 if isinstance(fty, ir.FloatType) else 8
-        lanes = 32 // size
+        (sp, ep, op), fty, size, lanes = _array_lanes(context, builder, signature, args, 3)
         vty, i64, i32 = ir.VectorType(fty, lanes), ir.IntType(64), ir.IntType(32)
         undef = ir.Constant(vty, ir.Undefined)
 
@@ -285,12 +291,7 @@ def _compact(typingctx, vin, qs, base, um, q0, b0, nv):
 
     def codegen(context, builder, signature, args):
         um_v, q0_v, b0_v, nv_v = args[3:]
-        vp, qp, bp = [cgutils.create_struct_proxy(signature.args[k])(context, builder,
-                                                                    value=args[k]).data
-                      for k in range(3)]
-        fty = context.get_value_type(signature.args[0].dtype)
-        size = 4 if isinstance(fty, ir.FloatType) else 8
-        lanes = 32 // size
+        (vp, qp, bp), fty, size, lanes = _array_lanes(context, builder, signature, args, 3)
         i64, i32, i8 = ir.IntType(64), ir.IntType(32), ir.IntType(8)
         vty, ity = ir.VectorType(fty, lanes), ir.VectorType(i64, lanes)
         module = builder.module
