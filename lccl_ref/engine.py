@@ -270,7 +270,6 @@ class _Builder:
         self.f, self.u, self.i = [], [], []
         self.values = [None]  # value id -> (C, H, W); value 0 is the input image
         self.uses = []  # per op: (value ids read, value id written)
-        self.pad_keys = {}
         self.scratch = {}
         self.layers = []  # (op index, module name, module)
         self.mask_cells = 0
@@ -308,12 +307,7 @@ class _Builder:
 
     def _pad(self, key, size):
         """A zeroed padded-image buffer shared by the ops of one layout ``key``."""
-        if key not in self.pad_keys:
-            self.pad_keys[key] = self._float(np.zeros(size))
-        k = self.pad_keys[key]
-        if self.f[k].size < size:
-            self.f[k] = np.zeros(size, dtype=self.dtype)
-        return k
+        return self._scratch("f", ("pad", *key), size)
 
     def _scratch(self, kind, key, *sizes):
         """Consecutive zeroed entries (``kind`` "f", "u" or "i"), one per size, shared by
