@@ -194,3 +194,26 @@ def test_conv3x3_rows_is_the_dense_conv(c, t, h, wd, ph, pw, with_pre, with_res,
         assert macs == ho * wo * t * c * 9
         tol = 1e-10 if dtype == np.float64 else 1e-4
         np.testing.assert_allclose(y, ref, rtol=tol, atol=tol * 10)
+
+
+@settings(deadline=None, max_examples=40)
+@given(nt=st.integers(1, 90), e0=st.integers(0, 9), n=st.integers(1, 140),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+def test_tap_sweeps_equal_the_naive_sum_of_taps(nt, e0, n, dtype, seed):
+    """Both strategies of ``tap_sweeps`` (accumulators in registers up to
+    ``REGISTER_TAPS`` taps, block sweeps beyond) give ``bias + sum_k wt[k] *
+    xb[e + toff[k]]`` at every cell ``e0 <= e < e0 + n``, whatever ``n`` mod the
+    step; no cell before ``e0`` or from ``e0 + n + 7`` on is written."""
+    from lccl_ref.kernels.cheap import tap_sweeps
+
+    rng = np.random.default_rng(seed)
+    toff = np.sort(rng.integers(0, 50, nt)).astype(np.int64)
+    xb = rng.standard_normal(e0 + n + 60 + 8).astype(dtype)
+    wt = rng.standard_normal(nt).astype(dtype)
+    vflat = np.full(e0 + n + 24, np.nan, dtype)
+    tap_sweeps(xb, wt, toff, e0, e0 + n, dtype(0.5), vflat)
+    e = np.arange(e0, e0 + n)
+    ref = 0.5 + (wt.astype(np.float64)[None, :] * xb.astype(np.float64)[e[:, None] + toff]).sum(1)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(vflat[e0:e0 + n], ref, rtol=tol, atol=tol * 10)
+    assert np.isnan(vflat[e0 + n + 7:]).all() and np.isnan(vflat[:e0]).all()

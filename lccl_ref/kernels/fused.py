@@ -24,9 +24,9 @@ them.  :func:`lccl_shared_eval` does it all in one Numba call, per image:
    vectors of columns in LLVM IR (:func:`.cheap.row_sweeps_3x3`); otherwise
    for every flat position ``e = i*Wq + j`` of the image (one run; the
    ``Wq - Wo`` positions past each row's end are computed and thrown away),
-   :data:`.cheap.BLOCK` positions at a time with the accumulators on the
-   stack (:func:`.cheap.tap_sweeps`), eight taps per sweep over the block
-   (LLVM vectorises each sweep over the positions);
+   by :func:`.cheap.tap_sweeps` (few taps: a few vectors of positions at a
+   time, accumulators in registers; many: eight taps per sweep over blocks of
+   :data:`.cheap.BLOCK` positions);
 3. per band of output rows (as in :mod:`.vector`): per row, ``V' = max(v, 0)``
    and the mask bytes in one vectorised pass, then the list of active
    positions a vector at a time (:func:`_compact`); the register-blocked
@@ -97,6 +97,7 @@ from numba.extending import intrinsic
 
 from .._checks import check_float_array, check_same_dtype, conv_output_size, pair
 from ..functional.conv import _check_conv_args
+from ._ir import array_lanes, splat, vector_ptr
 from .cheap import ROWS, row_sweeps_3x3, tap_sweeps
 from .vector import (
     band_cells,
@@ -206,17 +207,6 @@ def _pre_value(v, a, b, has_pre, zero):
     return v
 
 
-def _array_lanes(context, builder, signature, args, n):
-    """Codegen prologue of the IR intrinsics here: the data pointers of the first ``n``
-    array arguments, the first one's LLVM float type, its size and the lanes of a
-    256-bit vector of it."""
-    ptrs = [cgutils.create_struct_proxy(signature.args[k])(context, builder, value=args[k]).data
-            for k in range(n)]
-    fty = context.get_value_type(signature.args[0].dtype)
-    size = 4 if isinstance(fty, ir.FloatType) else 8
-    return ptrs, fty, size, 32 // size
-
-
 @intrinsic
 def _split_pairs(typingctx, src, de, do, chunks, a, b, has_pre):
     """``de[k] = f(src[2k])``, ``do[k] = f(src[2k+1])`` for ``k < chunks * L``, in LLVM IR.
@@ -231,19 +221,14 @@ def _split_pairs(typingctx, src, de, do, chunks, a, b, has_pre):
 
     def codegen(context, builder, signature, args):
         n_v, a_v, b_v, pre_v = args[3:]
-        (sp, ep, op), fty, size, lanes = _array_lanes(context, builder, signature, args, 3)
+        (sp, ep, op), fty, size, lanes = array_lanes(context, builder, signature, args, (0, 1, 2))
         vty, i64, i32 = ir.VectorType(fty, lanes), ir.IntType(64), ir.IntType(32)
-        undef = ir.Constant(vty, ir.Undefined)
-
-        def splat(s):
-            return builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)),
-                                          undef, ir.Constant(ir.VectorType(i32, lanes),
-                                                             [0] * lanes))
 
         def vec_at(ptr, k):
-            return builder.bitcast(builder.gep(ptr, [k]), vty.as_pointer())
+            return vector_ptr(builder, ptr, k, vty)
 
-        av, bv, zero = splat(a_v), splat(b_v), ir.Constant(vty, [0.0] * lanes)
+        av, bv = splat(builder, vty, a_v), splat(builder, vty, b_v)
+        zero = ir.Constant(vty, [0.0] * lanes)
         evens = ir.Constant(ir.VectorType(i32, lanes), list(range(0, 2 * lanes, 2)))
         odds = ir.Constant(ir.VectorType(i32, lanes), list(range(1, 2 * lanes, 2)))
         with cgutils.for_range(builder, n_v) as loop:
@@ -291,7 +276,7 @@ def _compact(typingctx, vin, qs, base, um, q0, b0, nv):
 
     def codegen(context, builder, signature, args):
         um_v, q0_v, b0_v, nv_v = args[3:]
-        (vp, qp, bp), fty, size, lanes = _array_lanes(context, builder, signature, args, 3)
+        (vp, qp, bp), fty, size, lanes = array_lanes(context, builder, signature, args, (0, 1, 2))
         i64, i32, i8 = ir.IntType(64), ir.IntType(32), ir.IntType(8)
         vty, ity = ir.VectorType(fty, lanes), ir.VectorType(i64, lanes)
         module = builder.module
@@ -303,18 +288,12 @@ def _compact(typingctx, vin, qs, base, um, q0, b0, nv):
             lut.linkage = "internal"
         ctpop = cgutils.get_or_insert_function(module, ir.FunctionType(i64, [i64]),
                                                "llvm.ctpop.i64")
-        undef = ir.Constant(ity, ir.Undefined)
-
-        def splat(s):
-            return builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)),
-                                          undef, ir.Constant(ir.VectorType(i32, lanes),
-                                                             [0] * lanes))
 
         zero = ir.Constant(vty, [0.0] * lanes)
         ump = cgutils.alloca_once_value(builder, um_v)
         with cgutils.for_range(builder, nv_v) as loop:
             j = builder.mul(loop.index, ir.Constant(i64, lanes))
-            v = builder.load(builder.bitcast(builder.gep(vp, [j]), vty.as_pointer()), align=size)
+            v = builder.load(vector_ptr(builder, vp, j, vty), align=size)
             bits = builder.zext(builder.bitcast(builder.fcmp_ordered(">", v, zero),
                                                 ir.IntType(lanes)), i64)
             packed = builder.load(builder.gep(lut, [ir.Constant(i32, 0), bits]))
@@ -325,8 +304,8 @@ def _compact(typingctx, vin, qs, base, um, q0, b0, nv):
                                                    ir.VectorType(i8, 4)), ity)
             u = builder.load(ump)
             for ptr, start in ((qp, q0_v), (bp, b0_v)):
-                builder.store(builder.add(idx, splat(builder.add(start, j))),
-                              builder.bitcast(builder.gep(ptr, [u]), ity.as_pointer()), align=8)
+                builder.store(builder.add(idx, splat(builder, ity, builder.add(start, j))),
+                              vector_ptr(builder, ptr, u, ity), align=8)
             builder.store(builder.add(u, builder.call(ctpop, [bits])), ump)
         return builder.load(ump)
 
