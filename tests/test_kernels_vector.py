@@ -168,3 +168,32 @@ def test_bands_of_any_size_give_the_same_result(monkeypatch, cells):
     full, full_macs = gated_conv2d(x, w, np.ones_like(mask), None, 1, 1, method="direct")
     np.testing.assert_allclose(yd, full, rtol=1e-12, atol=1e-12)
     assert macs_d == full_macs == 2 * 9 * 8 * 5 * 27
+
+
+@settings(deadline=None, max_examples=60)
+@given(c=st.integers(1, 4), h=st.integers(1, 9), vecs=st.integers(0, 5), extra=st.integers(0, 7),
+       ph=st.integers(0, 2), pw=st.integers(0, 2), row_gap=st.integers(0, 3),
+       has_pre=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**16))
+def test_copy_image_fills_the_interior_with_the_bn_relu_of_x(c, h, vecs, extra, ph, pw, row_gap,
+                                                             has_pre, dtype, seed):
+    """The padded copy, by whole-vector rows in LLVM IR (widths a multiple of the lanes,
+    unit column stride) or the row loop (any other), gives the NumPy ``max(x*s + h, 0)``
+    bit for bit in the interior, also for rows further apart than their width, and
+    leaves the border as it was."""
+    from lccl_ref.kernels.vector import copy_image
+
+    lanes = 32 // np.dtype(dtype).itemsize
+    w = vecs * lanes + extra
+    if w == 0:
+        w = 1
+    rng = np.random.default_rng(seed)
+    xn = rng.standard_normal((c, h, w + row_gap)).astype(dtype)[:, :, :w]  # row stride > w
+    s, sh = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    buf = np.full((c, h + 2 * ph, w + 2 * pw), 7.0, dtype)
+    copy_image(xn, buf, ph, pw, s, sh, has_pre)
+    ref = np.maximum(xn * s[:, None, None] + sh[:, None, None], 0) if has_pre else xn
+    assert np.array_equal(buf[:, ph:ph + h, pw:pw + w], ref)
+    border = np.ones(buf.shape, bool)
+    border[:, ph:ph + h, pw:pw + w] = False
+    assert (buf[border] == 7.0).all()

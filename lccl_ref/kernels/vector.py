@@ -82,6 +82,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.numpy_support import carray
 
+from ._ir import array_lanes, splat, vector_ptr
+
 #: Fast-math flags of the inner products: FMA contraction only, no reassociation.
 _FMA = {"contract"}
 #: Output-channel blocks ``TB`` the kernel is compiled for, with their position blocks ``PB``.
@@ -265,6 +267,38 @@ def _fill_blocks(wm, out):
                     row[u] = zero
 
 
+@intrinsic
+def _affine_rows(typingctx, src, dst, h, nv, ws, wd, a, b, has_pre):
+    """``dst[r*wd + k] = f(src[r*ws + k])`` for ``r < h``, ``k < nv * L``, in LLVM IR.
+
+    ``f(v) = max(v * a + b, 0)`` with ``has_pre``, else ``v`` (a multiply and an
+    add, not an FMA: the rounding of :func:`copy_image`'s loop); ``L`` = 8 float32
+    or 4 float64 lanes; ``ws``, ``wd`` the row strides in elements.  All rows in one
+    call: the Numba loop per row spent as long on each row's loop set-up and
+    alias checks as on a 16-column row's work.
+    """
+    sig = types.void(src, dst, h, nv, ws, wd, a, b, has_pre)
+
+    def codegen(context, builder, signature, args):
+        h_v, nv_v, ws_v, wd_v, a_v, b_v, pre_v = args[2:]
+        (sp, dp), fty, size, lanes = array_lanes(context, builder, signature, args, (0, 1))
+        vty, i64 = ir.VectorType(fty, lanes), ir.IntType(64)
+        av, bv = splat(builder, vty, a_v), splat(builder, vty, b_v)
+        zero = ir.Constant(vty, [0.0] * lanes)
+        with cgutils.for_range(builder, h_v) as rows:
+            s0, d0 = builder.mul(rows.index, ws_v), builder.mul(rows.index, wd_v)
+            with cgutils.for_range(builder, nv_v) as loop:
+                k = builder.mul(loop.index, ir.Constant(i64, lanes))
+                v = builder.load(vector_ptr(builder, sp, builder.add(s0, k), vty), align=size)
+                f = builder.fadd(builder.fmul(v, av), bv)
+                f = builder.select(builder.fcmp_ordered(">", f, zero), f, zero)
+                builder.store(builder.select(pre_v, f, v),
+                              vector_ptr(builder, dp, builder.add(d0, k), vty), align=size)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @njit(cache=True)
 def copy_image(xn, buf, ph, pw, pre_s, pre_h, has_pre):
     """``buf[c, ph + r, pw + col] = xn[c, r, col]``, or ``max(xn * pre_s[c] + pre_h[c], 0)``.
@@ -272,12 +306,21 @@ def copy_image(xn, buf, ph, pw, pre_s, pre_h, has_pre):
     The interior of one zero-bordered padded image.  With ``has_pre`` the
     BN-ReLU that precedes the convolution is applied here, in the copy the
     kernel makes anyway, instead of as a pass of its own over the activations.
+    Rows of whole vectors (unit column stride): a channel per :func:`_affine_rows`
+    call (one image in cache, float32, has_pre: 32@16x16 3.1 -> 2.0 us, 64@8x8
+    2.1 -> 1.4, 16@32x32 3.6 either way); other widths row by row.
     """
     c, h, w = xn.shape
     zero = buf.dtype.type(0)
+    lanes = 32 // buf.itemsize
+    whole = w % lanes == 0 and xn.strides[2] == xn.itemsize
     for ch in range(c):
         a = pre_s[ch] if has_pre else zero
         bb = pre_h[ch] if has_pre else zero
+        if whole:
+            _affine_rows(xn[ch], buf[ch, ph:, pw:], h, w // lanes, xn.strides[1] // xn.itemsize,
+                         buf.shape[2], a, bb, has_pre)
+            continue
         for r in range(h):
             dst = buf[ch, ph + r, pw : pw + w]  # indices from 0: a vectorised copy
             src = xn[ch, r]  # (2.5x faster than dst[pw + col] = src[col])
