@@ -310,3 +310,33 @@ def test_compact_lists_the_positive_cells_in_order(wo, start, dtype, seed, p):
     np.testing.assert_array_equal(base[:start], 7)
     np.testing.assert_array_equal(qs[start: start + on.size], 11 + on)
     np.testing.assert_array_equal(base[start: start + on.size], 100 + on)
+
+
+@settings(deadline=None, max_examples=60)
+@given(c=st.integers(1, 3), h=st.integers(1, 9), wd=st.integers(1, 40), sh=st.integers(1, 3),
+       ph=st.integers(0, 2), pw=st.integers(0, 2), row_gap=st.integers(0, 2),
+       has_pre=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**16))
+def test_stride_2_copy_puts_every_column_in_its_phase(c, h, wd, sh, ph, pw, row_gap, has_pre,
+                                                      dtype, seed):
+    """The column-stride-2 copy (a channel's row phase per LLVM IR call, whole vectors of
+    pairs, then the rest of the pairs and an odd last column one at a time) writes
+    ``f(x[ch, r, col])`` at ``ch*chan + rowmap[r] + (even or odd) + col // 2``, bit for
+    bit, also for rows further apart than their width, and nothing else."""
+    from lccl_ref.kernels.fused import _copy_rows_2, fused_buffer, fused_tables
+
+    rng = np.random.default_rng(seed)
+    _, _, rowmap, _, even, odd, hq, wq = fused_tables(c, h, wd, 3, 3, 3, 3, sh, 2, ph, pw, 0, 0)
+    xb = np.full(fused_buffer(c, sh, 2, hq, wq, dtype).size, 7.0, dtype)
+    x = rng.standard_normal((c, h, wd + row_gap)).astype(dtype)[:, :, :wd]
+    s, b = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    chan = sh * 2 * hq * wq
+    _copy_rows_2(x, xb, chan, rowmap, even, odd, sh, wq, s, b, has_pre)
+    ref = np.full_like(xb, 7.0)
+    f = np.maximum(x * s[:, None, None] + b[:, None, None], 0) if has_pre else x
+    for ch in range(c):
+        for r in range(h):
+            for col in range(wd):
+                phase = even if col % 2 == 0 else odd
+                ref[ch * chan + rowmap[r] + phase + col // 2] = f[ch, r, col]
+    assert np.array_equal(xb, ref)

@@ -208,19 +208,22 @@ def _pre_value(v, a, b, has_pre, zero):
 
 
 @intrinsic
-def _split_pairs(typingctx, src, de, do, chunks, a, b, has_pre):
-    """``de[k] = f(src[2k])``, ``do[k] = f(src[2k+1])`` for ``k < chunks * L``, in LLVM IR.
+def _split_pairs(typingctx, src, de, do, rows, ws, wd, chunks, a, b, has_pre):
+    """``de[r*wd + k] = f(src[r*ws + 2k])``, ``do[r*wd + k] = f(src[r*ws + 2k+1])`` for
+    ``r < rows``, ``k < chunks * L``, in LLVM IR.
 
     ``f(v) = max(v * a + b, 0)`` with ``has_pre``, else ``v`` (a multiply and an
     add, not an FMA: the same rounding as ``F.batchnorm.affine_relu_unchecked``);
-    ``L`` = 8 float32 or 4 float64 lanes; the three rows contiguous.  Per step two
-    vector loads, two shuffles (even lanes, odd lanes) and two vector stores:
-    LLVM did not vectorise the same deinterleave written as a Numba loop.
+    ``L`` = 8 float32 or 4 float64 lanes; ``ws``, ``wd`` the row strides in
+    elements, each row contiguous.  Per step two vector loads, two shuffles (even
+    lanes, odd lanes) and two vector stores: LLVM did not vectorise the same
+    deinterleave written as a Numba loop.  All the rows of a channel's row phase
+    in one call (one call per row: 5.4 us for 16@32x32, a third more).
     """
-    sig = types.void(src, de, do, chunks, a, b, has_pre)
+    sig = types.void(src, de, do, rows, ws, wd, chunks, a, b, has_pre)
 
     def codegen(context, builder, signature, args):
-        n_v, a_v, b_v, pre_v = args[3:]
+        rows_v, ws_v, wd_v, n_v, a_v, b_v, pre_v = args[3:]
         (sp, ep, op), fty, size, lanes = array_lanes(context, builder, signature, args, (0, 1, 2))
         vty, i64, i32 = ir.VectorType(fty, lanes), ir.IntType(64), ir.IntType(32)
 
@@ -231,17 +234,19 @@ def _split_pairs(typingctx, src, de, do, chunks, a, b, has_pre):
         zero = ir.Constant(vty, [0.0] * lanes)
         evens = ir.Constant(ir.VectorType(i32, lanes), list(range(0, 2 * lanes, 2)))
         odds = ir.Constant(ir.VectorType(i32, lanes), list(range(1, 2 * lanes, 2)))
-        with cgutils.for_range(builder, n_v) as loop:
-            base = builder.mul(loop.index, ir.Constant(i64, 2 * lanes))
-            halves = []
-            for k in (base, builder.add(base, ir.Constant(i64, lanes))):
-                v = builder.load(vec_at(sp, k), align=size)
-                f = builder.fadd(builder.fmul(v, av), bv)
-                f = builder.select(builder.fcmp_ordered(">", f, zero), f, zero)
-                halves.append(builder.select(pre_v, f, v))
-            dk = builder.mul(loop.index, ir.Constant(i64, lanes))
-            builder.store(builder.shuffle_vector(*halves, evens), vec_at(ep, dk), align=size)
-            builder.store(builder.shuffle_vector(*halves, odds), vec_at(op, dk), align=size)
+        with cgutils.for_range(builder, rows_v) as row:
+            s0, d0 = builder.mul(row.index, ws_v), builder.mul(row.index, wd_v)
+            with cgutils.for_range(builder, n_v) as loop:
+                base = builder.add(s0, builder.mul(loop.index, ir.Constant(i64, 2 * lanes)))
+                halves = []
+                for k in (base, builder.add(base, ir.Constant(i64, lanes))):
+                    v = builder.load(vec_at(sp, k), align=size)
+                    f = builder.fadd(builder.fmul(v, av), bv)
+                    f = builder.select(builder.fcmp_ordered(">", f, zero), f, zero)
+                    halves.append(builder.select(pre_v, f, v))
+                dk = builder.add(d0, builder.mul(loop.index, ir.Constant(i64, lanes)))
+                builder.store(builder.shuffle_vector(*halves, evens), vec_at(ep, dk), align=size)
+                builder.store(builder.shuffle_vector(*halves, odds), vec_at(op, dk), align=size)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -313,32 +318,38 @@ def _compact(typingctx, vin, qs, base, um, q0, b0, nv):
 
 
 @njit(cache=True)
-def _copy_rows_2(xn, xb, chan, rowmap, even, odd, pre_s, pre_h, has_pre):
+def _copy_rows_2(xn, xb, chan, rowmap, even, odd, sh, wq, pre_s, pre_h, has_pre):
     """Column stride 2: columns ``2k`` and ``2k+1`` to their phases.
 
-    Whole vectors of pairs by :func:`_split_pairs` (rows with unit column
-    stride), the rest one pair at a time; with ``has_pre`` each value is
+    Whole vectors of pairs by :func:`_split_pairs`, a channel's row phase (input
+    rows ``p, p + sh, ...``, which land ``Wq`` apart) per call (rows with unit
+    column stride), the rest one pair at a time; with ``has_pre`` each value is
     ``max(x * pre_s[c] + pre_h[c], 0)``, as in :func:`.vector.copy_image`.
-    16@32x32, one image in cache: 5.5 us (9.3 as a Numba loop; the stride-1
-    copy takes 3.6).
+    16@32x32, one image in cache: 4.0-4.5 us (5.5 with a call per row, 9.3 as a
+    Numba loop; the stride-1 copy takes 3.6).
     """
     c, h, wd = xn.shape
     zero = xb.dtype.type(0)
     half = wd // 2
     chunks = half // (32 // xb.itemsize) if xn.strides[2] == xn.itemsize else 0
     done = chunks * (32 // xb.itemsize)
+    row_step = sh * xn.strides[1] // xn.itemsize
     for ch in range(c):
         a = pre_s[ch] if has_pre else zero
         b = pre_h[ch] if has_pre else zero
-        for r in range(h):
-            src = xn[ch, r]
-            de = xb[ch * chan + rowmap[r] + even:]
-            do = xb[ch * chan + rowmap[r] + odd:]
-            if chunks > 0:
-                _split_pairs(src, de, do, chunks, a, b, has_pre)
-            for k in range(done, half):
-                de[k] = _pre_value(src[2 * k], a, b, has_pre, zero)
-                do[k] = _pre_value(src[2 * k + 1], a, b, has_pre, zero)
+        if chunks > 0:
+            for p in range(min(sh, h)):
+                _split_pairs(xn[ch, p:], xb[ch * chan + rowmap[p] + even:],
+                             xb[ch * chan + rowmap[p] + odd:], (h - p + sh - 1) // sh, row_step,
+                             wq, chunks, a, b, has_pre)
+        if done < half:
+            for r in range(h):
+                src = xn[ch, r]
+                de = xb[ch * chan + rowmap[r] + even:]
+                do = xb[ch * chan + rowmap[r] + odd:]
+                for k in range(done, half):
+                    de[k] = _pre_value(src[2 * k], a, b, has_pre, zero)
+                    do[k] = _pre_value(src[2 * k + 1], a, b, has_pre, zero)
     if wd % 2:  # the odd last column, after the loop above (inside it: 3x slower)
         for ch in range(c):
             for r in range(h):
@@ -448,7 +459,7 @@ def fused_image(xn, xb, off, toff, wt, bias, rowmap, cols, even, odd, hq, wq, wb
     if sw == 1 and sh == 1:  # 1. the padded copy: the (C, Hp, Wp) buffer of .vector
         copy_image(xn, xb[: c * hq * wq].reshape(c, hq, wq), ph, pw, pre_s, pre_h, has_pre)
     elif sw == 2:
-        _copy_rows_2(xn, xb, chan, rowmap, even, odd, pre_s, pre_h, has_pre)
+        _copy_rows_2(xn, xb, chan, rowmap, even, odd, sh, wq, pre_s, pre_h, has_pre)
     else:
         _copy_rows_any(xn, xb, chan, rowmap, cols, sw, pre_s, pre_h, has_pre)
     run = (ho - 1) * wq + wo  # flat positions i*Wq + j up to the last output
