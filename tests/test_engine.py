@@ -467,3 +467,29 @@ def test_random_networks_equal_the_module_path(spec, n, h, w, density, seed):
     assert_matches_module(engine, model, x)
     i = n - 1
     np.testing.assert_array_equal(engine(x[i:i + 1])[0], got[i])
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_prefetch_goes_to_the_op_before_a_change_of_padded_image(sparse, monkeypatch):
+    """The op before each op whose padded image the previous user of one did not use
+    (cyclically: the head before the stem) prefetches it; no other op does; and the
+    prefetch changes no result."""
+    from lccl_ref import engine as eng
+
+    net = build_model("resnet20", lccl="kxkxCx1", rng=0)
+    x = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    calibrate(net, x, 0.65)
+    e = Engine(net, sparse=sparse)
+    y = e(x)
+    ops = e._programs[x.shape[1:]].ops
+    users = [k for k in range(len(ops)) if ops[k, eng.F_PAD] >= 0]
+    want = {users[j] - 1 if users[j] else len(ops) - 1: ops[users[j], eng.F_PAD]
+            for j in range(len(users)) if ops[users[j - 1], eng.F_PAD] != ops[users[j], eng.F_PAD]}
+    got = {k: ops[k, eng.F_PREFETCH] for k in range(len(ops)) if ops[k, eng.F_PREFETCH] >= 0}
+    assert got == want and len(want) >= 4  # stem, each stage's first plain op, the head
+    if sparse:  # the stride-2 LCCL ops' phase buffers, used by no other op
+        for k in range(len(ops)):
+            if ops[k, eng.F_CODE] == eng.OP_LCCL and ops[k, eng.F_SH] == 2:
+                assert ops[k - 1, eng.F_PREFETCH] == ops[k, eng.F_PAD]
+    monkeypatch.setattr(eng._Builder, "plan_prefetches", lambda self: None)
+    assert np.array_equal(Engine(net, sparse=sparse)(x), y)

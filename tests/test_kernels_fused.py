@@ -18,7 +18,7 @@ from numba import njit
 from lccl_ref.functional import conv2d_forward, conv2d_naive
 from lccl_ref.functional.batchnorm import affine_relu_unchecked
 from lccl_ref.kernels.cheap import cheap_single_unchecked
-from lccl_ref.kernels.fused import _compact, lccl_shared_eval, lccl_shared_eval_unchecked
+from lccl_ref.kernels.fused import _row_list, lccl_shared_eval, lccl_shared_eval_unchecked
 from lccl_ref.kernels.gated import gated_conv2d_unchecked
 
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
@@ -279,33 +279,29 @@ def test_vector_phase_copy_equals_the_bn_relu_first(dtype, wd):
 
 
 @njit
-def _compact_row(vin, qs, base, um, q0, b0):
-    """The list step of ``fused_image`` for one row: whole vectors, then the rest."""
-    lanes = 32 // vin.itemsize
-    wo = vin.shape[0]
-    um = _compact(vin, qs, base, um, q0, b0, wo // lanes)
-    for j in range(wo // lanes * lanes, wo):
-        qs[um] = q0 + j
-        base[um] = b0 + np.uint64(j)
-        um += np.uint64(vin[j] > 0)
-    return um
+def _row_list_py(vin, vout, mout, qs, base, um, q0, b0):
+    return _row_list(vin, vout, mout, qs, base, um, q0, b0)
 
 
 @settings(max_examples=60, deadline=None)
 @given(wo=st.integers(0, 40), start=st.integers(0, 5), dtype=st.sampled_from(DTYPES),
        seed=st.integers(0, 2**16), p=st.floats(0, 1))
 def test_compact_lists_the_positive_cells_in_order(wo, start, dtype, seed, p):
-    """The IR compaction is the scalar definition: positions j with vin[j] > 0 (not 0,
-    not NaN), in order, after the ``start`` entries already listed, which it keeps."""
+    """The IR row step is the scalar definition: V' = max(vin, 0) (0 for NaN), the mask
+    vin > 0, and the positions j with vin[j] > 0 (not 0, not NaN), in order, after the
+    ``start`` entries already listed, which it keeps; whole vectors and the rest."""
     g = np.random.default_rng(seed)
     vin = np.where(g.random(wo) < p, g.random(wo) + 0.5, -g.random(wo)).astype(dtype)
     vin[g.random(wo) < 0.1] = 0.0
     vin[g.random(wo) < 0.05] = np.nan
     qs = np.full(start + wo, -7, dtype=np.int64)
     base = np.full(start + wo, 7, dtype=np.uint64)
-    um = _compact_row(vin, qs, base, np.uint64(start), 11, np.uint64(100))
+    vout, mout = np.full(wo, -3.0, dtype), np.zeros(wo, np.bool_)
+    um = _row_list_py(vin, vout, mout, qs, base, np.uint64(start), 11, np.uint64(100))
     on = np.flatnonzero(vin > 0)
     assert um == start + on.size
+    np.testing.assert_array_equal(vout, np.where(vin > 0, vin, 0))
+    np.testing.assert_array_equal(mout, vin > 0)
     np.testing.assert_array_equal(qs[:start], -7)
     np.testing.assert_array_equal(base[:start], 7)
     np.testing.assert_array_equal(qs[start: start + on.size], 11 + on)

@@ -265,23 +265,29 @@ def _lane_lists():
 
 
 @intrinsic
-def _compact(typingctx, vin, qs, base, um, q0, b0, nv):
-    """The branch-free list of the positive cells of a row, a vector at a time, in LLVM IR.
+def _compact(typingctx, vin, vout, mout, qs, base, um, q0, b0, nv):
+    """V', the mask and the branch-free list of the positive cells of a row, a vector at
+    a time, in LLVM IR.
 
-    For ``j < nv * L`` (``L`` = 8 float32 or 4 float64 lanes) with ``vin[j] > 0``, in
+    For ``j < nv * L`` (``L`` = 8 float32 or 4 float64 lanes): ``vout[j] = max(vin[j],
+    0)`` (0 for NaN), ``mout[j] = vin[j] > 0``, and for the positive cells, in
     order from ``qs[um]`` and ``base[um]`` on: ``qs = q0 + j``, ``base = b0 + j``;
-    returns the new ``um``.  Per vector: one compare, its lane bits (``movmsk``)
+    returns the new ``um``.  Per vector: one compare, a select and the mask bytes
+    stored, its lane bits (``movmsk``)
     index :func:`_lane_lists` for the lanes to keep, which are stored as two whole
     vectors (lanes past the count are overwritten by the next step, and never
     reach past ``um + L``: the slots of the row's cells), and ``um`` grows by the
     popcount.  The scalar loop it replaces did a store per list per cell
-    (1.8 us per 32x32 image with V' and the mask; 1.2 now with both).
+    (1.8 us per 32x32 image with V' and the mask; 1.2 with this list and a
+    vectorised Numba loop for V' and the mask, whose set-up per row cost as much as
+    its work at 16 columns; ... with both here).
     """
-    sig = types.uint64(vin, qs, base, um, q0, b0, nv)
+    sig = types.uint64(vin, vout, mout, qs, base, um, q0, b0, nv)
 
     def codegen(context, builder, signature, args):
-        um_v, q0_v, b0_v, nv_v = args[3:]
-        (vp, qp, bp), fty, size, lanes = array_lanes(context, builder, signature, args, (0, 1, 2))
+        um_v, q0_v, b0_v, nv_v = args[5:]
+        (vp, op, mp, qp, bp), fty, size, lanes = array_lanes(context, builder, signature, args,
+                                                             (0, 1, 2, 3, 4))
         i64, i32, i8 = ir.IntType(64), ir.IntType(32), ir.IntType(8)
         vty, ity = ir.VectorType(fty, lanes), ir.VectorType(i64, lanes)
         module = builder.module
@@ -299,8 +305,12 @@ def _compact(typingctx, vin, qs, base, um, q0, b0, nv):
         with cgutils.for_range(builder, nv_v) as loop:
             j = builder.mul(loop.index, ir.Constant(i64, lanes))
             v = builder.load(vector_ptr(builder, vp, j, vty), align=size)
-            bits = builder.zext(builder.bitcast(builder.fcmp_ordered(">", v, zero),
-                                                ir.IntType(lanes)), i64)
+            on = builder.fcmp_ordered(">", v, zero)
+            builder.store(builder.select(on, v, zero), vector_ptr(builder, op, j, vty),
+                          align=size)
+            builder.store(builder.zext(on, ir.VectorType(i8, lanes)),
+                          vector_ptr(builder, mp, j, ir.VectorType(i8, lanes)), align=1)
+            bits = builder.zext(builder.bitcast(on, ir.IntType(lanes)), i64)
             packed = builder.load(builder.gep(lut, [ir.Constant(i32, 0), bits]))
             if lanes == 8:
                 idx = builder.zext(builder.bitcast(packed, ir.VectorType(i8, 8)), ity)
@@ -315,6 +325,25 @@ def _compact(typingctx, vin, qs, base, um, q0, b0, nv):
         return builder.load(ump)
 
     return sig, codegen
+
+
+@njit(inline="always")
+def _row_list(vin, vout, mout, qs, base, um, q0, b0):
+    """Step 3's row: :func:`_compact` over the whole vectors of ``vin``, then the rest of
+    the cells one at a time (the same V', mask and list); returns the new ``um``."""
+    lanes = 32 // vin.itemsize
+    wo = vin.shape[0]
+    zero = vin.dtype.type(0)
+    um = _compact(vin, vout, mout, qs, base, um, q0, b0, wo // lanes)
+    for j in range(wo // lanes * lanes, wo):
+        val = vin[j]
+        on = val > zero
+        vout[j] = val if on else zero
+        mout[j] = on
+        qs[um] = q0 + j
+        base[um] = b0 + np.uint64(j)
+        um += np.uint64(on)
+    return um
 
 
 @njit(cache=True)
@@ -469,7 +498,6 @@ def fused_image(xn, xb, off, toff, wt, bias, rowmap, cols, even, odd, hq, wq, wb
     else:  # 1x1, strided, other windows, small outputs
         tap_sweeps(xb, wt, toff, 0, run, bias, vflat)
     zero = yn.dtype.type(0)
-    lanes = 32 // xb.itemsize
     active = 0
     macs = 0
     for i0 in range(0, ho, band):  # 3. per band
@@ -479,17 +507,8 @@ def fused_image(xn, xb, off, toff, wt, bias, rowmap, cols, even, odd, hq, wq, wb
             row0 = (i - i0) * wo
             vin = vflat[i * wq: i * wq + wo]
             vout, mout = vrow[q0 + row0: q0 + row0 + wo], mrow[q0 + row0: q0 + row0 + wo]
-            for j in range(wo):  # vectorised
-                val = vin[j]
-                on = val > zero
-                vout[j] = val if on else zero
-                mout[j] = on
             b0 = np.uint64(i * wq)  # (unsigned: no wraparound code on the stores)
-            um = _compact(vin, qs, base, um, row0, b0, wo // lanes)
-            for j in range(wo // lanes * lanes, wo):  # the rest, one cell at a time
-                qs[um] = row0 + j
-                base[um] = b0 + np.uint64(j)
-                um += np.uint64(vin[j] > zero)
+            um = _row_list(vin, vout, mout, qs, base, um, row0, b0)
         m = np.int64(um)
         run_blocks(xb, wb, off, base, qs, m, bases, obuf)
         active += m
