@@ -280,7 +280,8 @@ def _compact(typingctx, vin, vout, mout, qs, base, um, q0, b0, nv):
     popcount.  The scalar loop it replaces did a store per list per cell
     (1.8 us per 32x32 image with V' and the mask; 1.2 with this list and a
     vectorised Numba loop for V' and the mask, whose set-up per row cost as much as
-    its work at 16 columns; ... with both here).
+    its work at 16 columns; in ResNet-20 at batch 1, 1.9 -> 1.7 us per 16@32x32
+    layer with both here).
     """
     sig = types.uint64(vin, vout, mout, qs, base, um, q0, b0, nv)
 
