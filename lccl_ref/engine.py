@@ -157,6 +157,34 @@ def _at(arena, offs, i):
     return arena[offs[i, 0]: offs[i, 0] + offs[i, 1]]
 
 
+@njit(inline="always")
+def _relu(v, zero):
+    return v if v > zero else zero  # 0 for NaN, as the loop this replaced
+
+
+@njit(inline="always")
+def _relu_mean(row, a, b):
+    """``mean(max(row * a + b, 0))``, as eight partial sums (one running sum waited on
+    the latency of each add: 7 us for ResNet-20's 64@8x8 head, 2 now)."""
+    zero = row.dtype.type(0)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+    n = row.shape[0]
+    q = 0
+    while q + 8 <= n:
+        s0 += _relu(row[q] * a + b, zero)
+        s1 += _relu(row[q + 1] * a + b, zero)
+        s2 += _relu(row[q + 2] * a + b, zero)
+        s3 += _relu(row[q + 3] * a + b, zero)
+        s4 += _relu(row[q + 4] * a + b, zero)
+        s5 += _relu(row[q + 5] * a + b, zero)
+        s6 += _relu(row[q + 6] * a + b, zero)
+        s7 += _relu(row[q + 7] * a + b, zero)
+        q += 8
+    for r in range(q, n):
+        s0 += _relu(row[r] * a + b, zero)
+    return (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))) / n
+
+
 @njit(cache=True)
 def _run(x, out, ops, fa, fo, ua, uo, ia, io, masks, stats):
     """Run the program ``ops`` on every image of ``x``; ``out`` (N, classes) gets the logits.
@@ -261,15 +289,8 @@ def _run(x, out, ops, fa, fo, ua, uo, ia, io, masks, stats):
             else:  # OP_HEAD: BN-ReLU, global average, linear
                 fc_w, fc_b = _at(fa, fo, op[F_FCW]), _at(fa, fo, op[F_BIAS])
                 pooled = _at(fa, fo, op[F_OBUF])
-                zero = src.dtype.type(0)
                 for ch in range(c):
-                    a, b = pre_s[ch], pre_h[ch]
-                    s_row = src[ch].reshape(-1)
-                    acc = zero
-                    for q in range(h * w):
-                        v = s_row[q] * a + b
-                        acc += v if v > zero else zero
-                    pooled[ch] = acc / (h * w)
+                    pooled[ch] = _relu_mean(src[ch].reshape(-1), pre_s[ch], pre_h[ch])
                 for o in range(t):
                     acc = fc_b[o]
                     for ch in range(c):
