@@ -217,3 +217,37 @@ def test_tap_sweeps_equal_the_naive_sum_of_taps(nt, e0, n, dtype, seed):
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(vflat[e0:e0 + n], ref, rtol=tol, atol=tol * 10)
     assert np.isnan(vflat[e0 + n + 7:]).all() and np.isnan(vflat[:e0]).all()
+
+
+@settings(deadline=None, max_examples=40)
+@given(c=st.integers(1, 5), ho=st.integers(4, 13), wo=st.integers(4, 45),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+def test_stride_2_row_sweeps_equal_the_naive_conv_at_every_output_cell(c, ho, wo, dtype, seed):
+    """The stride-2 3x3 sweep over the phase layout of ``kernels.fused`` (a phase row
+    shared by the output rows of taps a = 0 and 2) gives the naive strided conv at
+    every cell of an Ho x Wo output, whatever Ho mod 4 and Wo mod the step's width."""
+    from lccl_ref.kernels.cheap import row_sweeps_3x3_s2
+    from lccl_ref.kernels.fused import _taps_3x3, fused_buffer, fused_tables
+
+    lanes = 32 // np.dtype(dtype).itemsize
+    if wo < lanes:
+        wo = lanes + wo % 5
+    h, wd = 2 * ho, 2 * wo  # padding 1: (2*Ho + 2 - 3) // 2 + 1 = Ho
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((1, c, h, wd)).astype(dtype)
+    w = rng.standard_normal((1, c, 3, 3)).astype(dtype)
+    _, toff, _, _, _, _, hq, wq = fused_tables(c, h, wd, 3, 3, 3, 3, 2, 2, 1, 1, 0, 0)
+    xp = np.pad(x[0], ((0, 0), (1, 1), (1, 1)))  # the padded image, split into phases
+    xb = np.zeros(fused_buffer(c, 2, 2, hq, wq, dtype).size, dtype)
+    planes = xb[: c * 4 * hq * wq].reshape(c, 2, 2, hq, wq)
+    for a in range(2):
+        for b in range(2):
+            ph = xp[:, a::2, b::2]
+            planes[:, a, b, : ph.shape[1], : ph.shape[2]] = ph
+    vflat = np.full((ho - 1) * wq + wo + 8, np.nan, dtype)
+    row_sweeps_3x3_s2(xb, w.reshape(-1), 4 * hq * wq, hq * wq, c, ho, wo, wq, dtype(0.25), vflat)
+    got = np.stack([vflat[i * wq: i * wq + wo] for i in range(ho)])
+    ref = conv2d_naive(x.astype(np.float64), w.astype(np.float64), None, 2, 1)[0, 0] + 0.25
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * 10)
+    assert _taps_3x3(toff, c, 2, hq, wq)  # fused_image takes this sweep for these taps

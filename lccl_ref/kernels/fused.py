@@ -20,8 +20,9 @@ them.  :func:`lccl_shared_eval` does it all in one Numba call, per image:
    this is :mod:`.vector`'s ``(C, Hp, Wp)`` buffer.  Output ``(i, j)`` has
    its window corner at ``i*Wq + j`` and tap ``(c, a, b)`` at the constant
    offset ``(((c*sh + a % sh)*sw + b % sw)*Hq + a // sh)*Wq + b // sw``;
-2. the cheap branch: for a 3x3 window at stride 1, blocks of output rows by
-   vectors of columns in LLVM IR (:func:`.cheap.row_sweeps_3x3`); otherwise
+2. the cheap branch: for a 3x3 window at stride 1 or 2, blocks of output rows
+   by vectors of columns in LLVM IR (:func:`.cheap.row_sweeps_3x3`, at stride 2
+   over the phase planes: :func:`.cheap.row_sweeps_3x3_s2`); otherwise
    for every flat position ``e = i*Wq + j`` of the image (one run; the
    ``Wq - Wo`` positions past each row's end are computed and thrown away),
    by :func:`.cheap.tap_sweeps` (few taps: a few vectors of positions at a
@@ -98,7 +99,7 @@ from numba.extending import intrinsic
 from .._checks import check_float_array, check_same_dtype, conv_output_size, pair
 from ..functional.conv import _check_conv_args
 from ._ir import array_lanes, splat, vector_ptr
-from .cheap import ROWS, row_sweeps_3x3, tap_sweeps
+from .cheap import ROWS, row_sweeps_3x3, row_sweeps_3x3_s2, tap_sweeps
 from .vector import (
     band_cells,
     channel_block,
@@ -454,15 +455,17 @@ def fused_buffer(c, sh, sw, hq, wq, dtype):
 
 
 @njit(cache=True)
-def _taps_3x3(toff, c, chan, wq):
+def _taps_3x3(toff, c, s, hq, wq):
     """Whether the cheap taps are a 3x3 window at the corner of the expensive one at
-    stride 1 (tap ``(ch, a, b)`` at ``ch*chan + a*Wq + b``): :func:`.cheap.row_sweeps_3x3`."""
+    stride ``s`` (tap ``(ch, a, b)`` at ``((ch*s + a % s)*s + b % s)*Hq*Wq + (a // s)*Wq
+    + b // s``): :func:`.cheap.row_sweeps_3x3` at stride 1, ``_s2`` at stride 2."""
     if toff.shape[0] != 9 * c:
         return False
     for ch in range(c):
         for a in range(3):
             for b in range(3):
-                if toff[(ch * 3 + a) * 3 + b] != ch * chan + a * wq + b:
+                want = ((ch * s + a % s) * s + b % s) * hq * wq + (a // s) * wq + b // s
+                if toff[(ch * 3 + a) * 3 + b] != want:
                     return False
     return True
 
@@ -493,10 +496,13 @@ def fused_image(xn, xb, off, toff, wt, bias, rowmap, cols, even, odd, hq, wq, wb
     else:
         _copy_rows_any(xn, xb, chan, rowmap, cols, sw, pre_s, pre_h, has_pre)
     run = (ho - 1) * wq + wo  # flat positions i*Wq + j up to the last output
-    if sh == 1 and sw == 1 and ho >= ROWS and wo >= 32 // xb.itemsize and _taps_3x3(
-            toff, c, chan, wq):  # 2. the cheap branch: kxkxCx1 at 3x3, rows blocked
-        row_sweeps_3x3(xb, wt, chan, c, ho, wo, wq, bias, vflat)
-    else:  # 1x1, strided, other windows, small outputs
+    rows_ok = ho >= ROWS and wo >= 32 // xb.itemsize
+    if sh == sw and sh <= 2 and rows_ok and _taps_3x3(toff, c, sh, hq, wq):
+        if sh == 1:  # 2. the cheap branch: kxkxCx1 at 3x3, rows blocked
+            row_sweeps_3x3(xb, wt, chan, c, ho, wo, wq, bias, vflat)
+        else:
+            row_sweeps_3x3_s2(xb, wt, chan, hq * wq, c, ho, wo, wq, bias, vflat)
+    else:  # 1x1, other strides and windows, small outputs
         tap_sweeps(xb, wt, toff, 0, run, bias, vflat)
     zero = yn.dtype.type(0)
     active = 0
