@@ -36,3 +36,13 @@ def fma(builder, vty):
     size = 4 if isinstance(vty.element, ir.FloatType) else 8
     return cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
                                           f"llvm.fma.v{vty.count}f{8 * size}")
+
+
+def pre_value(builder, v, a, b, has_pre):
+    """``max(v * a + b, 0)`` (0 for NaN) if the i1 ``has_pre``, else ``v``: the folded
+    BN-ReLU of the copies, a multiply and an add (not an FMA: the rounding of
+    ``F.batchnorm.affine_relu_unchecked``); ``a``, ``b`` vectors like ``v``."""
+    zero = ir.Constant(v.type, [0.0] * v.type.count)
+    f = builder.fadd(builder.fmul(v, a), b)
+    f = builder.select(builder.fcmp_ordered(">", f, zero), f, zero)
+    return builder.select(has_pre, f, v)

@@ -98,7 +98,7 @@ from numba.extending import intrinsic
 
 from .._checks import check_float_array, check_same_dtype, conv_output_size, pair
 from ..functional.conv import _check_conv_args
-from ._ir import array_lanes, splat, vector_ptr
+from ._ir import array_lanes, pre_value, splat, vector_ptr
 from .cheap import ROWS, row_sweeps_3x3, row_sweeps_3x3_s2, tap_sweeps
 from .vector import (
     band_cells,
@@ -232,7 +232,6 @@ def _split_pairs(typingctx, src, de, do, rows, ws, wd, chunks, a, b, has_pre):
             return vector_ptr(builder, ptr, k, vty)
 
         av, bv = splat(builder, vty, a_v), splat(builder, vty, b_v)
-        zero = ir.Constant(vty, [0.0] * lanes)
         evens = ir.Constant(ir.VectorType(i32, lanes), list(range(0, 2 * lanes, 2)))
         odds = ir.Constant(ir.VectorType(i32, lanes), list(range(1, 2 * lanes, 2)))
         with cgutils.for_range(builder, rows_v) as row:
@@ -242,9 +241,7 @@ def _split_pairs(typingctx, src, de, do, rows, ws, wd, chunks, a, b, has_pre):
                 halves = []
                 for k in (base, builder.add(base, ir.Constant(i64, lanes))):
                     v = builder.load(vec_at(sp, k), align=size)
-                    f = builder.fadd(builder.fmul(v, av), bv)
-                    f = builder.select(builder.fcmp_ordered(">", f, zero), f, zero)
-                    halves.append(builder.select(pre_v, f, v))
+                    halves.append(pre_value(builder, v, av, bv, pre_v))
                 dk = builder.add(d0, builder.mul(loop.index, ir.Constant(i64, lanes)))
                 builder.store(builder.shuffle_vector(*halves, evens), vec_at(ep, dk), align=size)
                 builder.store(builder.shuffle_vector(*halves, odds), vec_at(op, dk), align=size)

@@ -82,7 +82,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.numpy_support import carray
 
-from ._ir import array_lanes, splat, vector_ptr
+from ._ir import array_lanes, pre_value, splat, vector_ptr
 
 #: Fast-math flags of the inner products: FMA contraction only, no reassociation.
 _FMA = {"contract"}
@@ -284,15 +284,12 @@ def _affine_rows(typingctx, src, dst, h, nv, ws, wd, a, b, has_pre):
         (sp, dp), fty, size, lanes = array_lanes(context, builder, signature, args, (0, 1))
         vty, i64 = ir.VectorType(fty, lanes), ir.IntType(64)
         av, bv = splat(builder, vty, a_v), splat(builder, vty, b_v)
-        zero = ir.Constant(vty, [0.0] * lanes)
         with cgutils.for_range(builder, h_v) as rows:
             s0, d0 = builder.mul(rows.index, ws_v), builder.mul(rows.index, wd_v)
             with cgutils.for_range(builder, nv_v) as loop:
                 k = builder.mul(loop.index, ir.Constant(i64, lanes))
                 v = builder.load(vector_ptr(builder, sp, builder.add(s0, k), vty), align=size)
-                f = builder.fadd(builder.fmul(v, av), bv)
-                f = builder.select(builder.fcmp_ordered(">", f, zero), f, zero)
-                builder.store(builder.select(pre_v, f, v),
+                builder.store(pre_value(builder, v, av, bv, pre_v),
                               vector_ptr(builder, dp, builder.add(d0, k), vty), align=size)
         return context.get_dummy_value()
 
