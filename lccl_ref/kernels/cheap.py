@@ -323,7 +323,7 @@ def tap_sweeps(xb, wt, toff, e0, e1, bias, vflat):
     stride 2 16@32x32 0.62 / 0.53, 32@16x16 0.40 / 0.34; the 3x3 at stride 2
     16@32x32 (144 taps) 3.8 / 4.5, 64@8x8 (576) 4.5 / 5.3: with many taps the
     register steps stream the whole input buffer through L1 for every step,
-    the block sweeps eight taps' rows in order.  The results are the same bits.
+    the block sweeps eight taps' rows in order.
     """
     if toff.shape[0] > REGISTER_TAPS:
         _block_sweeps(xb, wt, toff, e0, e1, bias, vflat)

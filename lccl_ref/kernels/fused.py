@@ -28,9 +28,9 @@ them.  :func:`lccl_shared_eval` does it all in one Numba call, per image:
    by :func:`.cheap.tap_sweeps` (few taps: a few vectors of positions at a
    time, accumulators in registers; many: eight taps per sweep over blocks of
    :data:`.cheap.BLOCK` positions);
-3. per band of output rows (as in :mod:`.vector`): per row, ``V' = max(v, 0)``
-   and the mask bytes in one vectorised pass, then the list of active
-   positions a vector at a time (:func:`_compact`); the register-blocked
+3. per band of output rows (as in :mod:`.vector`): per row, ``V' = max(v, 0)``,
+   the mask bytes and the list of active positions in one pass, a vector at a
+   time (:func:`_row_list`, :func:`_compact`); the register-blocked
    blocks of :mod:`.vector` (:func:`.vector.run_blocks`) for all ``T``
    outputs of the active positions; the band's ``y`` written plane by plane
    as ``acc * V'`` at active cells, 0 elsewhere (plus ``res``, a residual,
