@@ -18,7 +18,12 @@ from numba import njit
 from lccl_ref.functional import conv2d_forward, conv2d_naive
 from lccl_ref.functional.batchnorm import affine_relu_unchecked
 from lccl_ref.kernels.cheap import cheap_single_unchecked
-from lccl_ref.kernels.fused import _row_list, lccl_shared_eval, lccl_shared_eval_unchecked
+from lccl_ref.kernels.fused import (
+    _band_list,
+    _row_list,
+    lccl_shared_eval,
+    lccl_shared_eval_unchecked,
+)
 from lccl_ref.kernels.gated import gated_conv2d_unchecked
 
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
@@ -307,6 +312,42 @@ def test_compact_lists_the_positive_cells_in_order(wo, start, dtype, seed, p):
     np.testing.assert_array_equal(qs[start: start + on.size], 11 + on)
     np.testing.assert_array_equal(base[start: start + on.size], 100 + on)
 
+
+
+@njit
+def _band_list_py(vflat, vrow, mrow, qs, base, i0, rows, q0, wo, wq):
+    return _band_list(vflat, vrow, mrow, qs, base, i0, rows, q0, wo, wq)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ho=st.integers(1, 6), i0=st.integers(0, 3), wo=st.sampled_from([1, 4, 5, 8, 12, 16, 24]),
+       gap=st.integers(0, 3), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**16),
+       p=st.floats(0, 1))
+def test_band_list_is_the_rows_one_after_another(ho, i0, wo, gap, dtype, seed, p):
+    """A band's step 3 (one IR call over its rows when a row is whole vectors, a call per
+    row otherwise) is the scalar definition over the rows ``i0 .. i0+ho-1`` of V' laid
+    out ``wq = wo + gap`` apart: V' and the mask band-major from cell ``q0``, the list
+    ``qs = (i-i0)*wo + j``, ``base = i*wq + j`` of the positive cells in row-major
+    order; the cells between rows (``gap``) are never read into it."""
+    g = np.random.default_rng(seed)
+    wq, q0 = wo + gap, 3
+    vflat = np.where(g.random((i0 + ho) * wq + 8) < p, g.random((i0 + ho) * wq + 8) + 0.5,
+                     -g.random((i0 + ho) * wq + 8)).astype(dtype)
+    vflat[g.random(vflat.size) < 0.05] = np.nan
+    for i in range(i0 + ho):  # the gap cells would be listed if they were read
+        vflat[i * wq + wo: (i + 1) * wq] = 9.0
+    vrow, mrow = np.full(q0 + ho * wo, -3.0, dtype), np.ones(q0 + ho * wo, np.bool_)
+    qs = np.full(ho * wo + 8, -7, dtype=np.int64)
+    base = np.full(ho * wo + 8, 7, dtype=np.uint64)
+    m = _band_list_py(vflat, vrow, mrow, qs, base, i0, ho, q0, wo, wq)
+    band = np.stack([vflat[i * wq: i * wq + wo] for i in range(i0, i0 + ho)])  # (ho, wo)
+    on_i, on_j = np.nonzero(band > 0)
+    assert m == on_i.size
+    np.testing.assert_array_equal(vrow[q0:], np.where(band > 0, band, 0).ravel())
+    np.testing.assert_array_equal(mrow[q0:], (band > 0).ravel())
+    np.testing.assert_array_equal(vrow[:q0], -3.0)
+    np.testing.assert_array_equal(qs[:m], on_i * wo + on_j)
+    np.testing.assert_array_equal(base[:m], (on_i + i0) * wq + on_j)
 
 @settings(deadline=None, max_examples=60)
 @given(c=st.integers(1, 3), h=st.integers(1, 9), wd=st.integers(1, 40), sh=st.integers(1, 3),
