@@ -138,7 +138,7 @@ def test_lccl_layer_uses_it_and_agrees_with_the_unfolded_branch(kind, stride):
 @given(c=st.integers(1, 6), ho=st.integers(4, 19), wo=st.integers(4, 45),
        dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
 def test_row_sweeps_equal_the_naive_conv_at_every_output_cell(c, ho, wo, dtype, seed):
-    """The IR-vectorised 3x3 sweep (steps of 2 x 4, 4 x 2 or 4 x 1 vectors by the
+    """The IR-vectorised 3x3 sweep (steps of 4 x 2, 8 x 1 or 4 x 1 vectors by the
     width, the last row group and column group shifted back) gives the naive conv at
     every cell of an Ho x Wo output, whatever Ho mod 4 and Wo mod the step's width;
     float64 vectors have 4 lanes."""

@@ -354,7 +354,13 @@ def _rows_3x3(typingctx, xb, w9, e, chan, plane, nc, wq, bias, out, rows, cols, 
     lanes); ``rows``, ``cols`` and ``stride`` are literal ints.  At stride 1
     ``tap(a, b) = (r+a)*Wq + b``: per channel 9 weight broadcasts, ``(rows + 2) *
     3 * cols`` vector loads (the input rows that the output rows share are loaded
-    once) and ``9 * rows * cols`` FMAs into ``rows * cols`` accumulators.  At
+    once) and ``9 * rows * cols`` FMAs into ``rows * cols`` accumulators, column
+    shift ``b`` by column shift (an accumulator adds a channel's taps in the order
+    ``(b, a)``), each weight broadcast where it is first used.  In that order
+    LLVM keeps a step of 8 accumulators (4 x 2, 8 x 1) in registers and
+    schedules it better than row by row (``(a, b)`` order, all 9 weights
+    broadcast first): 32@16x16 4.3 -> 3.7 us at 4 x 2, 64@8x8 2.4 -> 1.8 at
+    8 x 1.  Steps of 10-16 accumulators still spill.  At
     stride 2, in the phase layout of :mod:`.fused` (a channel's four ``Hq x Wq``
     phase planes ``plane`` apart), ``tap(a, b) = (2*(a % 2) + b % 2)*plane + (r + a//2)*Wq
     + b//2``: a row of phase plane ``(0, b % 2)`` serves two output rows (taps
@@ -383,8 +389,14 @@ def _rows_3x3(typingctx, xb, w9, e, chan, plane, nc, wq, bias, out, rows, cols, 
             c = loop.index
             p = builder.add(builder.mul(c, chan_v), e_v)
             w0 = builder.mul(c, const(9))
-            ws = [splat(builder, vty, builder.load(builder.gep(wp, [builder.add(w0, const(k))])))
-                  for k in range(9)]
+            ws = {}
+
+            def weight(k):  # broadcast at its first use (fewer live registers)
+                if k not in ws:
+                    ws[k] = splat(builder, vty, builder.load(builder.gep(wp, [builder.add(
+                        w0, const(k))])))
+                return ws[k]
+
             accs = [builder.load(a) for a in accp]
 
             def taps(row, b, shift, rows_of):  # the loads of one row: FMAs for its taps
@@ -393,12 +405,12 @@ def _rows_3x3(typingctx, xb, w9, e, chan, plane, nc, wq, bias, out, rows, cols, 
                     x = builder.load(ptr, align=size)
                     for r, a in rows_of:
                         k = r * n_cols + v
-                        accs[k] = builder.call(fma_v, [x, ws[3 * a + b], accs[k]])
+                        accs[k] = builder.call(fma_v, [x, weight(3 * a + b), accs[k]])
 
             if step == 1:
-                for rho in range(n_rows + 2):  # input rows e + rho*Wq
-                    row = builder.add(p, builder.mul(const(rho), wq_v))
-                    for b in range(3):  # output row r reads it as tap row rho - r
+                for b in range(3):
+                    for rho in range(n_rows + 2):  # input rows e + rho*Wq
+                        row = builder.add(p, builder.mul(const(rho), wq_v))
                         taps(row, b, b, [(r, rho - r) for r in range(n_rows)
                                          if 0 <= rho - r < 3])
             else:
@@ -438,13 +450,13 @@ def _sweep_grid(xb, wt, chan, plane, nc, ho, wo, wq, bias, vflat, rows, cols, st
 
 @njit(inline="always")
 def _sweeps(xb, wt, chan, plane, nc, ho, wo, wq, bias, vflat, stride):
-    """The widest steps that the output holds: 2 rows x 4 vectors from ``Wo >=`` 4
-    vectors, 4 x 2 from 2 vectors, else 4 x 1."""
+    """Steps of 8 accumulators where the output holds them: 4 rows x 2 vectors from
+    ``Wo >=`` 2 vectors, else 8 x 1 from ``Ho >= 8``, else 4 x 1."""
     lanes = 32 // xb.itemsize
-    if wo >= 4 * lanes:
-        _sweep_grid(xb, wt, chan, plane, nc, ho, wo, wq, bias, vflat, 2, 4, stride)
-    elif wo >= 2 * lanes:
+    if wo >= 2 * lanes:
         _sweep_grid(xb, wt, chan, plane, nc, ho, wo, wq, bias, vflat, 4, 2, stride)
+    elif ho >= 8:
+        _sweep_grid(xb, wt, chan, plane, nc, ho, wo, wq, bias, vflat, 8, 1, stride)
     else:
         _sweep_grid(xb, wt, chan, plane, nc, ho, wo, wq, bias, vflat, 4, 1, stride)
 
@@ -455,21 +467,24 @@ def row_sweeps_3x3(xb, wt, chan, nc, ho, wo, wq, bias, vflat):
 
     Same result as :func:`tap_sweeps` (taps ``(c, a, b)`` at ``c*chan + a*Wq + b``,
     ``wt`` (9C,)) at the output cells, up to the rounding of the order of the
-    taps: steps of a few output rows by a few vectors of columns, the widest
-    that the output holds -- 2 rows x 4 vectors from ``Wo >=`` 4 vectors
-    (32 float32 columns), 4 x 2 from 2 vectors, else 4 x 1 -- the last group of
+    taps: steps of 8 accumulators, a few output rows by a few vectors of
+    columns -- 4 rows x 2 vectors from ``Wo >=`` 2 vectors (16 float32
+    columns), else 8 x 1 from ``Ho >= 8``, else 4 x 1 -- the last group of
     rows and of columns shifted back to end at ``Ho`` and ``Wo`` (cells in
     the overlap are computed twice, with the same value).  Needs
     ``Ho >= ROWS`` and ``Wo >=`` the vector width (8 in float32, 4 in
     float64).  The padding columns (``j >= Wo``) that :func:`tap_sweeps`
     computes too are not computed: at 8x8 they were 18% of its work.
 
-    Measured (one image in cache, float32, us, 4 x 1 / 2 x 4 / 4 x 2 steps; the
-    cheap branch's 1/T share of the dense conv's time in brackets): 16@32x32
-    10.3 / 8.6 / 9.2 (9.4); 32@16x16 5.2 / - / 4.8 (4.4); 64@8x8 2.6 (2.1),
-    where 8 x 1 steps gave 2.5 and 2 x 1 4.6.  Wider steps load each input
-    vector for more FMAs; 3 x 4 and 4 x 4 (12 and 16 accumulators) spill.
-    :func:`tap_sweeps` took 13.5, 7.2 and 4.4.
+    Measured (one image in cache, float32, us; the cheap branch's 1/T share of
+    the dense conv's time in brackets): 16@32x32 6.3-7.4 at 4 x 2, 6.4-7.5 at
+    2 x 4 (9.3; the range is from process to process, by where the buffers
+    fall), in :func:`.fused.fused_image` 7.8; 32@16x16 3.7 (4.4); 64@8x8 1.8
+    at 8 x 1, 2.4 at 4 x 1 (2.1).  In the earlier ``(a, b)`` tap order:
+    8.6, 4.3-4.8 and 2.4-2.6, and 8 x 1 no faster than 4 x 1.  Steps of 3 x
+    4, 4 x 4, 5 x 2, 6 x 2 and 3 x 3 (10-16 accumulators) spill and run at
+    0.8-0.9 FMA per cycle, against 1.25-1.45 for 8.  :func:`tap_sweeps` took
+    13.5, 7.2 and 4.4.
     """
     _sweeps(xb, wt, chan, 0, nc, ho, wo, wq, bias, vflat, 1)
 
