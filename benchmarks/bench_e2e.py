@@ -13,7 +13,9 @@ channels -- and ``1x1xCxT`` -- a mask per channel) and each batch size (1 and
   masks is >= 0.85);
 * all of the above twice: through the modules, layer by layer, and with
   :class:`lccl_ref.engine.Engine` (the whole network in one compiled call;
-  per-layer times from its cycle counts).
+  per-layer times from its cycle counts; timed in alternating runs of up to
+  10 consecutive calls of one network, ``r(alt)`` from strictly alternating
+  calls, see :func:`lccl_ref.bench.bench_engine`).
 
 Untrained networks are calibrated on the batch: BN statistics from the batch,
 cheap-branch biases set so that ``--density`` of the mask is on
@@ -76,7 +78,8 @@ def main(argv=None) -> int:
     res["wall_time_s"] = time.perf_counter() - t0
     res["note"] = ("single-threaded; the 2-core machine was shared with other processes while "
                    "this ran, so absolute times are noisy; ratios come from interleaved calls "
-                   "in one process")
+                   "in one process (the engine's from alternating runs of up to 10 consecutive "
+                   "calls of one network, ratio_alternating from strictly alternating calls)")
     print()
     print(format_summary(res))
     out = Path(args.out)

@@ -12,7 +12,8 @@ thread, in float32:
     count the same in both).
 ``real``
     ``1 - t_sparse / t_dense``, medians of repeats, dense and sparse calls
-    interleaved so that a noisy neighbour on the CPU slows both alike.
+    interleaved so that a noisy neighbour on the CPU slows both alike (the
+    engine's in alternating runs of consecutive calls, see :func:`bench_engine`).
     ``t_dense`` is the **plain network**: every LCCL layer replaced by its
     expensive conv alone (no cheap branch), i.e. the original network the
     paper compares against.  ``t_sparse`` is the LCCL network's sparse eval
@@ -339,27 +340,34 @@ def _set_sparse(layers, flag):
 
 
 def time_interleaved(fns: dict, repeats: int, warmup: int = 1, minima: dict | None = None,
-                     after=None) -> dict:
+                     after=None, run: int = 1) -> dict:
     """Median wall time (s) of each zero-argument callable, calls interleaved.
 
-    Each round calls every function once, in the same order; a warm-up round
-    (Numba compilation, first-touch allocation) is not timed.  If ``minima`` is
-    a dict it receives the minimum of each function's times as well (on a
-    shared machine the noise only adds time, so the minimum is the steadier
-    estimate; the medians are the reported figures).  ``after(name)``, if
-    given, runs after each timed call, outside the timing.
+    Each of the ``repeats`` rounds calls every function ``run`` times in a row
+    (every call timed), the functions in the same order; a warm-up round
+    (Numba compilation, first-touch allocation) is not timed.  With ``run =
+    1`` every call follows a call of another function, which may have evicted
+    its data from the caches; with longer runs most calls follow a call of
+    their own, as when one network serves request after request.  If
+    ``minima`` is a dict it receives the minimum of each function's times as
+    well (on a shared machine the noise only adds time, so the minimum is the
+    steadier estimate; the medians are the reported figures).
+    ``after(name)``, if given, runs after each timed call, outside the timing.
     """
+    if run < 1:
+        raise ValueError(f"run must be at least 1, got {run}")
     for _ in range(warmup):
         for f in fns.values():
             f()
     times = {k: [] for k in fns}
     for _ in range(max(1, repeats)):
         for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t0)
-            if after is not None:
-                after(k)
+            for _ in range(run):
+                t0 = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t0)
+                if after is not None:
+                    after(k)
     if minima is not None:
         minima.update({k: float(np.min(v)) for k, v in times.items()})
     return {k: float(np.median(v)) for k, v in times.items()}
@@ -566,6 +574,10 @@ def bench_network(model: Module, x: np.ndarray, repeats: int = 5, layers: bool =
                 engine=eng)
 
 
+#: Most consecutive calls of one network in :func:`bench_engine`'s timing runs.
+ENGINE_RUN = 10
+
+
 def bench_engine(model: Module, x: np.ndarray, repeats: int = 5,
                  min_time: float = 0.5) -> dict | None:
     """Theoretical vs real speed-up with :class:`lccl_ref.engine.Engine`, whole network and
@@ -576,19 +588,31 @@ def bench_engine(model: Module, x: np.ndarray, repeats: int = 5,
     expensive conv alone), the LCCL network ``Engine(model)``; both compile
     the whole eval forward into one Numba call that takes the batch image by
     image, so neither pays per-layer Python dispatch nor a DRAM round trip
-    per activation.  Whole network: wall medians of interleaved calls (and
-    their minima), at least ``repeats`` rounds and as many as fill about
-    ``min_time`` seconds per network (at batch 1 a call takes 2-3 ms, and a
-    median of 5 moved by 0.05 in real/theoretical from run to run).  Per
-    layer: the cycles the engine counted in each op
-    (``Engine.last_ops``), the minimum over the repeats, so per-layer times
-    come from the same calls as the network's.
+    per activation.  Whole network: wall medians (and minima) of at least
+    ``repeats`` calls per network and as many as fill about ``min_time``
+    seconds (at batch 1 a call takes 2-3 ms, and a median of 5 moved by 0.05
+    in real/theoretical from run to run), in alternating runs of ``run`` =
+    up to :data:`ENGINE_RUN` consecutive calls of one network (at least 10
+    runs each; single calls when there are fewer than 20), so that a noisy
+    neighbour slows both networks alike and most calls find their network
+    where its last call left it in the caches, as when one network serves
+    request after request.  With strictly alternating calls (``*_alternating``,
+    timed too when ``run > 1``) each call of one network follows a call of
+    the other, which has evicted its weights and buffers from L2: at batch 1
+    ResNet-20's ratio was 0.02-0.03 lower that way (paired in one process,
+    15 pairs: 0.82-0.88 against 0.85-0.89 in runs of 10).  Per layer: the cycles the
+    engine counted in each op (``Engine.last_ops``), the minimum over the
+    calls in runs, so per-layer times come from the same calls as the
+    network's.
 
     Returns
     -------
     dict with ``t_plain``, ``t_sparse`` (s, medians), ``t_plain_min``,
-    ``t_sparse_min``, ``rounds``, ``macs_dense``, ``macs_lccl``, ``theoretical``, ``real``,
-    ``ratio``, ``real_min``, ``ratio_min``, ``real_cycles`` and ``ratio_cycles`` (from
+    ``t_sparse_min``, ``rounds`` (calls per network), ``run``, ``macs_dense``,
+    ``macs_lccl``, ``theoretical``, ``real``, ``ratio``, ``real_min``, ``ratio_min``,
+    ``t_plain_alternating``, ``t_sparse_alternating``, ``real_alternating``,
+    ``ratio_alternating`` (the same as the run figures when ``run`` is 1),
+    ``real_cycles`` and ``ratio_cycles`` (from
     the sums over all ops of each op's minimum cycle count: what the network
     computes, without the call and the interruptions of a shared machine), and
     ``layers``: per conv layer
@@ -605,6 +629,7 @@ def bench_engine(model: Module, x: np.ndarray, repeats: int = 5,
     except ValueError as e:
         return dict(skipped=str(e))
     sparse(x)
+    plain(x)  # the first call of each is cold: time the second
     t0 = time.perf_counter()
     plain(x)
     rounds = max(repeats, min(1000, int(min_time / max(time.perf_counter() - t0, 1e-9))))
@@ -614,17 +639,20 @@ def bench_engine(model: Module, x: np.ndarray, repeats: int = 5,
 
     every = {}  # every op's (ADD_SUB and HEAD too) minimum cycles
 
-    def cycles(name):  # read outside the timed call: last_stats builds its dicts when asked
-        c = np.array([r["cycles"] for r in engines[name].last_stats], dtype=np.int64)
-        cyc[name] = np.minimum(cyc[name], c) if name in cyc else c
-        c = np.array([n for _, n in engines[name].last_ops], dtype=np.int64)
+    def cycles(name):  # read outside the timed call, as arrays (last_stats builds dicts)
+        c, layer_ops = engines[name].last_cycles
         every[name] = np.minimum(every[name], c) if name in every else c
+        cyc[name] = every[name][layer_ops]
 
     tmin = {}
-    t = time_interleaved({k: (lambda e=e: e(x)) for k, e in engines.items()}, rounds,
-                         warmup=0, minima=tmin, after=cycles)  # warmed up above
+    calls = {k: (lambda e=e: e(x)) for k, e in engines.items()}
+    run = max(1, min(ENGINE_RUN, rounds // 10))
+    t = time_interleaved(calls, rounds // run, warmup=0, minima=tmin, after=cycles,
+                         run=run)  # warmed up above
+    t_alt = t if run == 1 else time_interleaved(calls, rounds, warmup=0)
     theo = 1.0 - macs_lccl / macs_dense
     real, real_min = 1.0 - t["sparse"] / t["plain"], 1.0 - tmin["sparse"] / tmin["plain"]
+    real_alt = 1.0 - t_alt["sparse"] / t_alt["plain"]
     real_cycles = 1.0 - every["sparse"].sum() / every["plain"].sum()
     layers = []
     for k, (p, q) in enumerate(zip(plain.last_stats, sparse.last_stats)):
@@ -635,9 +663,12 @@ def bench_engine(model: Module, x: np.ndarray, repeats: int = 5,
                            cycles_plain=int(cyc["plain"][k]), cycles_sparse=int(cyc["sparse"][k]),
                            real=re, ratio=_ratio(re, th) if q["kind"] == "lccl" else None))
     return dict(t_plain=t["plain"], t_sparse=t["sparse"], t_plain_min=tmin["plain"],
-                t_sparse_min=tmin["sparse"], rounds=rounds, macs_dense=int(macs_dense),
-                macs_lccl=int(macs_lccl), theoretical=theo, real=real,
-                ratio=_ratio(real, theo), real_min=real_min, ratio_min=_ratio(real_min, theo),
+                t_sparse_min=tmin["sparse"], rounds=rounds // run * run, run=run,
+                macs_dense=int(macs_dense), macs_lccl=int(macs_lccl), theoretical=theo,
+                real=real, ratio=_ratio(real, theo), real_min=real_min,
+                ratio_min=_ratio(real_min, theo), t_plain_alternating=t_alt["plain"],
+                t_sparse_alternating=t_alt["sparse"], real_alternating=real_alt,
+                ratio_alternating=_ratio(real_alt, theo),
                 real_cycles=real_cycles, ratio_cycles=_ratio(real_cycles, theo), layers=layers)
 
 
@@ -881,7 +912,8 @@ def summarise(runs) -> list[dict]:
 
 def _engine_summary(e) -> dict:
     """The :func:`bench_engine` figures of a summary row (None when not run)."""
-    keys = ("theoretical", "real", "ratio", "real_min", "ratio_min", "ratio_cycles")
+    keys = ("theoretical", "real", "ratio", "real_min", "ratio_min", "ratio_cycles",
+            "ratio_alternating")
     if not e or "skipped" in e:
         return dict(engine_ms_plain=None, engine_ms_sparse=None,
                     **{f"engine_{k}": None for k in keys})
@@ -894,7 +926,8 @@ def format_summary(result) -> str:
 
     ``real`` and ``ratio`` are against the plain network (the faster dense conv), from
     medians; ``r(min)`` is the ratio from the minimum times; the engine's ``r(ops)``
-    the ratio from each op's minimum cycle count, summed over the ops;
+    the ratio from each op's minimum cycle count, summed over the ops, and ``r(alt)``
+    the ratio from strictly alternating calls (see :func:`bench_engine`);
     ``ratio/full`` is the LCCL layers' real / theoretical against the gated kernel
     at r = 1, ``vs torch`` their real speed-up against PyTorch's dense conv.
     """
@@ -918,13 +951,15 @@ def format_summary(result) -> str:
         lines.append("engine (lccl_ref.engine: the whole network in one compiled call, image by "
                      "image):")
         lines.append(f"{'kind':8s} {'batch':>5s} {'plain ms':>9s} {'sparse ms':>9s} "
-                     f"{'theor.':>7s} {'real':>7s} {'ratio':>6s} {'r(min)':>6s} {'r(ops)':>6s}")
+                     f"{'theor.':>7s} {'real':>7s} {'ratio':>6s} {'r(min)':>6s} {'r(ops)':>6s} "
+                     f"{'r(alt)':>6s}")
         for r in eng:
             lines.append(f"{r['kind']:8s} {r['batch']:5d} {r['engine_ms_plain']:9.2f} "
                          f"{r['engine_ms_sparse']:9.2f} {pct(r['engine_theoretical'], 7)} "
                          f"{pct(r['engine_real'], 7)} {_fmt(r['engine_ratio']):>6s} "
                          f"{_fmt(r['engine_ratio_min']):>6s} "
-                         f"{_fmt(r.get('engine_ratio_cycles')):>6s}")
+                         f"{_fmt(r.get('engine_ratio_cycles')):>6s} "
+                         f"{_fmt(r.get('engine_ratio_alternating')):>6s}")
     if "resnet18" in result:
         n, p = result["resnet18"]["network"], result["resnet18"]["paper"]
         lines.append("")

@@ -666,6 +666,16 @@ class Engine:
         return [(OP_NAMES[int(op[F_CODE])], int(st[2])) for op, st in zip(prog.ops, stats)]
 
     @property
+    def last_cycles(self):
+        """``(cycles of every op, op index of each row of last_stats)`` of the last call, as
+        int64 arrays: ``last_ops`` and ``last_stats`` without building their lists and
+        dicts (what a timing loop reads between calls)."""
+        if self._last is None:
+            return None
+        prog, _, _, stats = self._last
+        return stats[:, 2].copy(), np.array([k for k, _, _ in prog.layers], dtype=np.int64)
+
+    @property
     def last_masks(self):
         if self._last is None:
             return None

@@ -31,7 +31,8 @@ The schema of ``results`` (keys the renderer reads; extra keys are kept)::
               macs_sparse, theoretical, real, real_over_theoretical,
               layers: [{name, theoretical, real}],
               engine: None | {dense_ms, sparse_ms, theoretical, real,
-                              real_over_theoretical, layers}}],
+                              real_over_theoretical, real_over_theoretical_ops,
+                              real_over_theoretical_alternating, layers}}],
               resnet18 (optional): {input_size, density, batch, macs_dense, macs_sparse,
               dense_ms, sparse_ms, theoretical, real, real_over_theoretical}
 
@@ -303,7 +304,10 @@ def _real_section(res) -> list[str]:
         if any(x.get("engine") for x in b["batches"]):
             lines[2] += (" Rows marked `engine` run both networks with `lccl_ref.engine` (the "
                          "whole network compiled into one call, image by image: no per-layer "
-                         "Python dispatch); the others layer by layer through the modules.")
+                         "Python dispatch; timed in alternating runs of up to 10 consecutive "
+                         "calls of one network, `results.json` has the ratio from strictly "
+                         "alternating calls as well); the others layer by layer through the "
+                         "modules.")
         r18 = b.get("resnet18")
         if r18:
             lines[2] += (f" The last row times ResNet-18's ImageNet-shaped layers at "

@@ -574,6 +574,7 @@ def _engine_row(e):
             "theoretical": e["theoretical"], "real": e["real"],
             "real_over_theoretical": e["ratio"],
             "real_over_theoretical_ops": e.get("ratio_cycles"),
+            "real_over_theoretical_alternating": e.get("ratio_alternating"),
             "layers": [{"name": r["name"], "theoretical": r["theoretical"], "real": r["real"]}
                        for r in e["layers"] if r["kind"] == "lccl"]}
 

@@ -89,6 +89,12 @@ def test_time_interleaved_returns_medians():
                                repeats=3, warmup=1)
     assert set(t) == {"a", "b"} and all(v >= 0 for v in t.values())
     assert calls == ["a", "b"] * 4  # interleaved, warm-up round included
+    calls.clear()
+    t = bench.time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                               repeats=2, warmup=1, run=3)
+    assert calls == ["a", "b"] + (["a"] * 3 + ["b"] * 3) * 2  # runs of 3 calls each
+    with pytest.raises(ValueError, match="run"):
+        bench.time_interleaved({"a": lambda: None}, repeats=1, run=0)
 
 
 @pytest.mark.parametrize("kind", ["kxkxCx1", "1x1xCxT"])
@@ -140,9 +146,17 @@ def test_bench_engine_counts_what_the_modules_count_and_skips_what_it_cannot_run
     # rounds: at least `repeats`, more when a call is short (min_time per network)
     assert eng["rounds"] >= 1
     short = bench.bench_engine(model, x, repeats=3, min_time=0.0)
-    assert short["rounds"] == 3
+    assert short["rounds"] == 3 and short["run"] == 1  # too few calls for runs
+    assert short["ratio_alternating"] == short["ratio"]  # the same calls
     longer = bench.bench_engine(model, x, repeats=3, min_time=0.5)  # calls of ~1 ms
     assert 3 < longer["rounds"] <= 1000
+    # runs of consecutive calls, at least 10 per network; alternating calls timed apart
+    assert 1 < longer["run"] <= bench.ENGINE_RUN and longer["rounds"] // longer["run"] >= 10
+    assert longer["rounds"] % longer["run"] == 0
+    assert longer["real_alternating"] == pytest.approx(
+        1 - longer["t_sparse_alternating"] / longer["t_plain_alternating"])
+    assert longer["ratio_alternating"] == pytest.approx(
+        longer["real_alternating"] / longer["theoretical"])
     row = bench.summarise([dict(res, kind="kxkxCx1", shared_mask=True)])[0]
     assert row["engine_ratio"] == eng["ratio"]
     text = bench.format_summary(dict(summary=[row]))

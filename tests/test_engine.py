@@ -198,6 +198,12 @@ def test_last_ops_lists_every_op():
         assert all(isinstance(c, int) and c >= 0 for _, c in engine.last_ops)
         assert names.count("CONV") + names.count("LCCL") == len(engine.last_stats) == 7
         assert names.count("LCCL") == (6 if sparse else 0)
+        cycles, layer_ops = engine.last_cycles  # the same counts, as arrays
+        assert cycles.tolist() == [c for _, c in engine.last_ops]
+        assert cycles[layer_ops].tolist() == [r["cycles"] for r in engine.last_stats]
+        assert [names[k] for k in layer_ops] == [
+            "LCCL" if r["kind"] == "lccl" else "CONV" for r in engine.last_stats]
+    assert Engine(model).last_cycles is None  # before any call
 
 
 # ---------------------------------------------------------------- 3. sparse=False
