@@ -526,6 +526,7 @@ class _Program:
         self.ops = np.stack(b.rows)
         self.arenas = (*_arena(b.f, b.dtype), *_arena(b.u, np.uint64), *_arena(b.i, np.int64))
         self.layers = b.layers
+        self.layer_ops = np.array([k for k, _, _ in b.layers], dtype=np.int64)  # their ops
         self.mask_cells = b.mask_cells
         self.n_out = int(self.ops[-1, F_T])
 
@@ -673,7 +674,7 @@ class Engine:
         if self._last is None:
             return None
         prog, _, _, stats = self._last
-        return stats[:, 2].copy(), np.array([k for k, _, _ in prog.layers], dtype=np.int64)
+        return stats[:, 2].copy(), prog.layer_ops.copy()
 
     @property
     def last_masks(self):
