@@ -359,7 +359,7 @@ def _band_list(vflat, vrow, mrow, qs, base, i0, rows, q0, wo, wq):
     ``q0``): V' and the mask into ``vrow`` / ``mrow``, the list of the positive cells
     into ``qs`` / ``base``; returns its length.  One :func:`_compact` call for the
     band when a row is whole vectors, else :func:`_row_list` row by row."""
-    lanes = 8 if vflat.itemsize == 4 else 4
+    lanes = 32 // vflat.itemsize  # as in _row_list
     if wo % lanes == 0:
         return np.int64(_compact(vflat[i0 * wq:], vrow[q0:], mrow[q0:], qs, base, np.uint64(0),
                                  0, np.uint64(i0 * wq), wo // lanes, rows, wq, wo))
