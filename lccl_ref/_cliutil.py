@@ -34,6 +34,31 @@ def non_negative_float(text: str) -> float:
     return v
 
 
+def fraction(text: str) -> float:
+    """argparse type: a float in [0, 1]."""
+    v = non_negative_float(text)
+    if v > 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return v
+
+
+def density_or_none(text: str):
+    """argparse type: a density in [0, 1], or the word ``none``."""
+    return "none" if text.strip().lower() == "none" else fraction(text)
+
+
+def float_pair(text: str) -> tuple[float, float]:
+    """argparse type: two finite floats ``A,B``."""
+    parts = text.split(",")
+    try:
+        vals = tuple(float(p) for p in parts)
+    except ValueError:
+        vals = ()
+    if len(vals) != 2 or not all(math.isfinite(v) for v in vals):
+        raise argparse.ArgumentTypeError(f"expected two numbers A,B, got {text!r}")
+    return vals
+
+
 def jsonable(obj):
     """Tuples to lists, numpy values to Python ones, NaN/inf to None (JSON has neither)."""
     if isinstance(obj, dict):

@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from ._cliutil import non_negative_float, positive_int
+from ._cliutil import density_or_none, float_pair, fraction, non_negative_float, positive_int
 
 # The names the parser offers. They repeat lccl_ref.data.DATASETS,
 # lccl_ref.models.MODEL_NAMES / LCCL_KINDS / PLACEMENTS / SHORTCUTS so that `--help` does not
@@ -30,6 +30,8 @@ LCCL_KINDS = ("none", "1x1xCxT", "kxkxCx1", "1x1xCx1")
 PLACEMENTS = ("aft-aft", "aft-bef", "bef-bef", "bef-aft")
 SHORTCUTS = ("identity", "projection")  # == lccl_ref.models.SHORTCUTS
 SCHEDULES = ("cosine", "step", "constant")  # == lccl_ref.train.SCHEDULES
+GATES = ("relu", "clip")  # == lccl_ref.functional.GATES
+BUDGET_SCOPES = ("network", "layer")  # == lccl_ref.train.budget.SCOPES
 
 
 class UsageError(Exception):
@@ -52,7 +54,7 @@ def cmd_train(args) -> int:
     """Train a model on a dataset; write last.npz and history.json to --out."""
     from .data import load_dataset
     from .models import build_model
-    from .train import fit, recipe_for
+    from .train import DensityBudget, fit, recipe_for
 
     recipe = recipe_for(args.dataset)
     for key in ("model", "epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule"):
@@ -65,6 +67,19 @@ def cmd_train(args) -> int:
     model_cfg = {"name": args.model, "num_classes": int(ds.num_classes),
                  "in_channels": int(ds.image_shape[0]), "lccl": args.lccl,
                  "placement": args.placement, "shortcut": args.shortcut, "dtype": "float32"}
+    budget = None
+    if args.lccl != "none":  # the LCCL settings: the recipe's, unless given
+        lccl = recipe["lccl"]
+        gate = args.gate or lccl["gate"]
+        gate_init = args.gate_init if args.gate_init is not None else lccl["gate_init"]
+        model_cfg.update(gate=gate, gate_init=None if gate_init is None else list(gate_init))
+        b = dict(lccl["budget"] or {})
+        for key in ("target", "weight", "scope", "ramp", "floor"):
+            given = getattr(args, f"budget_{key}" if key != "target" else "density_target")
+            if given is not None:
+                b[key] = given
+        if b.get("target") is not None and args.density_target != "none":
+            budget = DensityBudget(**b)
     model = build_model(**{k: v for k, v in model_cfg.items() if k != "dtype"}, rng=args.seed)
     config = {"model": model_cfg,
               "data": {"name": args.dataset, "subset": args.subset,
@@ -83,7 +98,7 @@ def cmd_train(args) -> int:
                   momentum=args.momentum, weight_decay=args.weight_decay,
                   schedule=args.schedule, seed=args.seed, out_dir=out,
                   progress=not args.no_progress, resume=args.resume,
-                  callback=None if args.json else report, config=config)
+                  callback=None if args.json else report, config=config, budget=budget)
     last = history.last
     if args.json:
         _print_json({"out": str(out), "checkpoint": str(out / "last.npz"),
@@ -180,6 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shortcut", choices=SHORTCUTS,
                    help="where width or resolution changes; default: projection for WRN, "
                         "identity (parameter-free) otherwise")
+    g = p.add_argument_group(
+        "LCCL training (with --lccl; defaults from the recipe, lccl_ref.train.RECIPES)")
+    g.add_argument("--gate", choices=GATES,
+                   help="V' = relu(z) (the paper's) or clip(z, 0, 1) (bounded)")
+    g.add_argument("--gate-init", type=float_pair, metavar="GAMMA,BETA",
+                   help="initial scale and shift of the cheap BN (1,0: half the cells active)")
+    g.add_argument("--density-target", type=density_or_none, metavar="R",
+                   help="train toward density R in [0, 1] (a density budget); 'none': no budget")
+    g.add_argument("--budget-weight", type=non_negative_float, metavar="W")
+    g.add_argument("--budget-scope", choices=BUDGET_SCOPES,
+                   help="one MAC-weighted density for the network, or every layer at R")
+    g.add_argument("--budget-ramp", type=fraction, metavar="F",
+                   help="the target falls from 1 to R over the first fraction F of training")
+    g.add_argument("--budget-floor", type=fraction, metavar="F",
+                   help="penalise any layer below density F (no dead layers)")
     p.add_argument("--subset", type=positive_int, metavar="N",
                    help="class-balanced subset of N training images")
     p.add_argument("--test-subset", type=positive_int, metavar="N",

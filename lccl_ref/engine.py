@@ -578,6 +578,10 @@ class Engine:
                         raise ValueError(
                             f"{name}.conv{i + 1}: the engine runs shared-mask LCCL layers "
                             f"(kxkxCx1, 1x1xCx1), not {conv.cheap!r}; use the module forward")
+                    if conv.gate != "relu":
+                        raise ValueError(
+                            f"{name}.conv{i + 1}: the engine runs the paper's gate "
+                            f"(V' = relu(z)), not {conv.gate!r}; use the module forward")
                     if block.cheap_before[i]:
                         raise ValueError(
                             f"{name}.conv{i + 1}: a 'bef' placement (the cheap branch reads "

@@ -41,7 +41,7 @@ def test_no_command_is_a_usage_error(capsys):
 
 
 def test_name_lists_agree_with_the_library():
-    from lccl_ref import data, models, train
+    from lccl_ref import data, functional, models, train
 
     assert cli.DATASETS == data.DATASETS
     assert cli.MODEL_NAMES == models.MODEL_NAMES
@@ -49,6 +49,8 @@ def test_name_lists_agree_with_the_library():
     assert cli.PLACEMENTS == models.PLACEMENTS
     assert cli.SHORTCUTS == models.SHORTCUTS
     assert cli.SCHEDULES == train.SCHEDULES
+    assert cli.GATES == functional.GATES
+    assert cli.BUDGET_SCOPES == train.budget.SCOPES
     assert set(train.RECIPES) == set(cli.DATASETS)
     assert all(r["model"] in cli.MODEL_NAMES for r in train.RECIPES.values())
 

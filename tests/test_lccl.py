@@ -16,12 +16,13 @@ from lccl_ref.nn import CHEAP_KINDS, Conv2d, LCCLConv2d, Sequential, set_sparse
 # ---------------------------------------------------------------- helpers
 
 
-def make_layer(c, t, kind, k=3, stride=1, padding=1, dtype=np.float64, seed=0):
-    return LCCLConv2d(c, t, k, stride, padding, cheap=kind, rng=seed, dtype=dtype)
+def make_layer(c, t, kind, k=3, stride=1, padding=1, dtype=np.float64, seed=0, gate="relu"):
+    return LCCLConv2d(c, t, k, stride, padding, cheap=kind, rng=seed, dtype=dtype, gate=gate)
 
 
 def reference_output(layer, x, u=None, training=True):
-    """O = conv(x) * ReLU(BN(cheap_conv(u))) from the functional pieces (no module code)."""
+    """O = conv(x) * g(BN(cheap_conv(u))) from the functional pieces (no module code):
+    g = ReLU, or min(ReLU, 1) for the clip gate."""
     u = x if u is None else u
     v, _ = F.conv2d_forward(x, layer.conv.weight.data, None, layer.conv.stride,
                             layer.conv.padding)
@@ -30,7 +31,8 @@ def reference_output(layer, x, u=None, training=True):
     bn = layer.cheap_bn
     z, _ = F.batchnorm2d_forward(pre, bn.weight.data, bn.bias.data, bn.running_mean.copy(),
                                  bn.running_var.copy(), training, bn.momentum, bn.eps)
-    return v * np.maximum(z, 0)
+    g = np.maximum(z, 0)
+    return v * (np.minimum(g, 1) if layer.gate == "clip" else g)
 
 
 # ---------------------------------------------------------------- construction
@@ -74,11 +76,12 @@ def test_bad_arguments():
 # ---------------------------------------------------------------- training mode
 
 
+@pytest.mark.parametrize("gate", ["relu", "clip"])
 @pytest.mark.parametrize("kind", CHEAP_KINDS)
 @pytest.mark.parametrize("stride", [1, 2])
-def test_train_forward_matches_reference(kind, stride):
+def test_train_forward_matches_reference(kind, stride, gate):
     rng = np.random.default_rng(1)
-    layer = make_layer(3, 5, kind, stride=stride)
+    layer = make_layer(3, 5, kind, stride=stride, gate=gate)
     x = rng.standard_normal((2, 3, 7, 6))
     u = rng.standard_normal((2, 3, 7, 6))
     np.testing.assert_allclose(layer.forward(x), reference_output(layer, x), rtol=1e-12,
@@ -92,12 +95,13 @@ def _param_arrays(layer):
     return [(name, p) for name, p in layer.named_parameters()]
 
 
+@pytest.mark.parametrize("gate", ["relu", "clip"])
 @pytest.mark.parametrize("kind", CHEAP_KINDS)
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("separate", [False, True])
-def test_gradients_finite_differences(kind, stride, separate):
+def test_gradients_finite_differences(kind, stride, separate, gate):
     rng = np.random.default_rng(2 + stride + 10 * separate)
-    layer = make_layer(3, 4, kind, stride=stride)
+    layer = make_layer(3, 4, kind, stride=stride, gate=gate)
     x = rng.standard_normal((2, 3, 5, 5))
     u = rng.standard_normal((2, 3, 5, 5)) if separate else None
     y = layer.forward(x, cheap_input=u)
@@ -125,6 +129,50 @@ def test_gradients_finite_differences(kind, stride, separate):
     # the cheap branch really gets gradient (a product rule half-forgotten would leave it 0)
     assert np.abs(layer.cheap_conv.weight.grad).max() > 0
     assert np.abs(layer.cheap_bn.weight.grad).max() > 0
+
+
+@pytest.mark.parametrize("kind", CHEAP_KINDS)
+def test_density_grad_reaches_the_cheap_branch_only(kind):
+    """A density_grad set between forward and backward adds dd * dd/dz (the surrogate of
+    F.density_backward) to the cheap pre-activation's gradient: the cheap BN's beta
+    gradient, which is sum(dz) per channel, grows by exactly that sum; the expensive
+    branch's gradients do not change; the grad is used once."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 6, 6))
+    dy = rng.standard_normal((2, 4, 6, 6))
+    grads = {}
+    for dd in (0.0, 1.7, 0.0):
+        layer = make_layer(3, 4, kind, gate="clip")
+        layer.forward(x)
+        layer.density_grad = dd
+        layer.zero_grad()
+        layer.backward(dy)
+        assert layer.density_grad == 0.0
+        grads[dd] = {name: p.grad.copy() for name, p in layer.named_parameters()}
+    z, _ = F.batchnorm2d_forward(
+        F.conv2d_forward(x, layer.cheap_conv.weight.data, None, layer.cheap_conv.stride,
+                         layer.cheap_conv.padding)[0],
+        layer.cheap_bn.weight.data, layer.cheap_bn.bias.data,
+        np.zeros(layer.cheap_bn.num_features), np.ones(layer.cheap_bn.num_features), True, 0.1,
+        layer.cheap_bn.eps)
+    density, cache = F.density_forward(z)
+    assert layer.last_train_density == density
+    assert layer.last_train_macs == 6 * 6 * 4 * 3 * 9
+    extra = F.density_backward(1.7, cache).sum(axis=(0, 2, 3))
+    np.testing.assert_allclose(grads[1.7]["cheap_bn.bias"] - grads[0.0]["cheap_bn.bias"],
+                               extra, rtol=1e-10, atol=1e-14)
+    assert np.abs(extra).max() > 0
+    np.testing.assert_array_equal(grads[1.7]["conv.weight"], grads[0.0]["conv.weight"])
+
+
+def test_gate_arguments():
+    with pytest.raises(ValueError, match="gate must be one of"):
+        LCCLConv2d(3, 4, gate="sigmoid")
+    with pytest.raises(ValueError, match="gate_init"):
+        LCCLConv2d(3, 4, gate_init=(1.0,))
+    layer = LCCLConv2d(3, 4, cheap="kxkxCx1", gate_init=(0.5, 1.0), rng=0)
+    assert layer.cheap_bn.weight.data.tolist() == [0.5]
+    assert layer.cheap_bn.bias.data.tolist() == [1.0]
 
 
 def test_separate_cheap_input_splits_the_gradient():
@@ -156,12 +204,13 @@ def test_separate_cheap_input_splits_the_gradient():
     shift=st.sampled_from([-1e3, -1.0, 0.0, 0.5, 1e3]),
     dtype=st.sampled_from([np.float32, np.float64]),
     seed=st.integers(0, 2**16),
+    gate=st.sampled_from(["relu", "clip"]),
 )
 def test_sparse_eval_equals_dense_eval(kind, geometry, stride, n, c, t, h, w, shift, dtype,
-                                       seed):
+                                       seed, gate):
     k, padding = geometry
     rng = np.random.default_rng(seed)
-    layer = make_layer(c, t, kind, k, stride, padding, dtype=dtype, seed=seed).eval()
+    layer = make_layer(c, t, kind, k, stride, padding, dtype=dtype, seed=seed, gate=gate).eval()
     randomise_bn(layer, rng, shift)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     dense = set_sparse(layer, False).forward(x)
@@ -187,11 +236,12 @@ def test_sparse_eval_equals_dense_eval(kind, geometry, stride, n, c, t, h, w, sh
     assert np.all(sparse[~np.broadcast_to(full_mask, sparse.shape)] == 0)
 
 
+@pytest.mark.parametrize("gate", ["relu", "clip"])
 @pytest.mark.parametrize("kind", CHEAP_KINDS)
 @pytest.mark.parametrize("sparse", [False, True])
-def test_bn_folding_changes_nothing(kind, sparse):
+def test_bn_folding_changes_nothing(kind, sparse, gate):
     rng = np.random.default_rng(4)
-    layer = make_layer(4, 5, kind, stride=2).eval()
+    layer = make_layer(4, 5, kind, stride=2, gate=gate).eval()
     randomise_bn(layer, rng)
     layer.sparse = sparse
     x = rng.standard_normal((3, 4, 9, 8))

@@ -13,12 +13,18 @@ from .batchnorm import (
     fold_into_conv,
 )
 from .conv import conv2d_backward, conv2d_forward, conv2d_naive
+from .gate import GATES, density_backward, density_forward, gate_backward, gate_forward
 from .im2col import col2im, col2im_naive, im2col, im2col_naive
 from .linear import linear_backward, linear_forward
 from .loss import softmax_cross_entropy
 from .pooling import global_avg_pool_backward, global_avg_pool_forward
 
 __all__ = [
+    "GATES",
+    "density_backward",
+    "density_forward",
+    "gate_backward",
+    "gate_forward",
     "batchnorm2d_backward",
     "batchnorm2d_forward",
     "batchnorm2d_inference",

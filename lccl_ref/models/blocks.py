@@ -70,11 +70,13 @@ class SubsamplePad(Module):
         return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
 
 
-def conv3x3(in_channels, out_channels, stride, lccl, rng, dtype):
-    """A 3x3 / padding 1 conv: plain :class:`Conv2d` when ``lccl == "none"``, else LCCL."""
+def conv3x3(in_channels, out_channels, stride, lccl, rng, dtype, lccl_options=None):
+    """A 3x3 / padding 1 conv: plain :class:`Conv2d` when ``lccl == "none"``, else LCCL
+    (``lccl_options``: more keyword arguments of :class:`~lccl_ref.nn.LCCLConv2d`)."""
     if lccl == "none":
         return Conv2d(in_channels, out_channels, 3, stride, 1, rng=rng, dtype=dtype)
-    return LCCLConv2d(in_channels, out_channels, 3, stride, 1, cheap=lccl, rng=rng, dtype=dtype)
+    return LCCLConv2d(in_channels, out_channels, 3, stride, 1, cheap=lccl, rng=rng, dtype=dtype,
+                      **(lccl_options or {}))
 
 
 class PreActBlock(Module):
@@ -90,6 +92,9 @@ class PreActBlock(Module):
         Only used when ``lccl != "none"``.
     shortcut : {"identity", "projection"}
         Only used when the block changes width or resolution.
+    lccl_options : dict or None
+        More keyword arguments of both :class:`~lccl_ref.nn.LCCLConv2d` (``gate``,
+        ``gate_init``).
     rng : numpy Generator
     dtype : float32 or float64
 
@@ -97,14 +102,14 @@ class PreActBlock(Module):
     """
 
     def __init__(self, in_channels, out_channels, stride=1, lccl="none", placement="aft-aft",
-                 shortcut="identity", rng=None, dtype=np.float32):
+                 shortcut="identity", rng=None, dtype=np.float32, lccl_options=None):
         super().__init__()
         self.bn1 = BatchNorm2d(in_channels, dtype=dtype)
         self.relu1 = ReLU()
-        self.conv1 = conv3x3(in_channels, out_channels, stride, lccl, rng, dtype)
+        self.conv1 = conv3x3(in_channels, out_channels, stride, lccl, rng, dtype, lccl_options)
         self.bn2 = BatchNorm2d(out_channels, dtype=dtype)
         self.relu2 = ReLU()
-        self.conv2 = conv3x3(out_channels, out_channels, 1, lccl, rng, dtype)
+        self.conv2 = conv3x3(out_channels, out_channels, 1, lccl, rng, dtype, lccl_options)
         self.fuse_bn_relu = True
         first, second = placement.split("-")
         self.cheap_before = (lccl != "none" and first == "bef", lccl != "none" and second == "bef")

@@ -64,7 +64,8 @@ def _spec(name):
 
 
 def build_model(name, num_classes=10, in_channels=None, lccl="none", placement="aft-aft",
-                shortcut=None, rng=None, dtype=np.float32) -> PreActResNet:
+                shortcut=None, rng=None, dtype=np.float32, gate="relu",
+                gate_init=None) -> PreActResNet:
     """Build a network by name.
 
     Parameters
@@ -87,6 +88,9 @@ def build_model(name, num_classes=10, in_channels=None, lccl="none", placement="
     rng : None, int or numpy Generator
         Initialisation seed.
     dtype : float32 or float64
+    gate, gate_init
+        Of every LCCL layer (see :class:`~lccl_ref.nn.LCCLConv2d`); ignored by a
+        plain net.
 
     Returns
     -------
@@ -112,8 +116,10 @@ def build_model(name, num_classes=10, in_channels=None, lccl="none", placement="
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{arg} must be a positive int, got {v!r}")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    options = {"gate": gate, "gate_init": gate_init}
     return PreActResNet(blocks, widths, stem, int(num_classes), int(in_channels), lccl,
-                        placement, shortcut, rng=rng, dtype=dtype, strides=strides)
+                        placement, shortcut, rng=rng, dtype=dtype, strides=strides,
+                        lccl_options=options)
 
 
 def lccl_layers(model: Module) -> list[tuple[str, LCCLConv2d]]:

@@ -38,7 +38,7 @@ class PreActResNet(Module):
     strides : tuple of int or None
         Stride of each stage's first block; None: 1 for the first stage, 2 after.
     num_classes, in_channels : int
-    lccl, placement, shortcut
+    lccl, placement, shortcut, lccl_options
         Passed to every :class:`PreActBlock` (see :mod:`lccl_ref.models.blocks`).
     rng : numpy Generator
     dtype : float32 or float64
@@ -49,7 +49,7 @@ class PreActResNet(Module):
 
     def __init__(self, blocks_per_stage, widths, stem_channels=16, num_classes=10,
                  in_channels=3, lccl="none", placement="aft-aft", shortcut="identity",
-                 rng=None, dtype=np.float32, strides=None):
+                 rng=None, dtype=np.float32, strides=None, lccl_options=None):
         super().__init__()
         self.blocks_per_stage, self.widths = blocks_per_stage, tuple(widths)
         if strides is None:
@@ -66,7 +66,7 @@ class PreActResNet(Module):
             for j in range(blocks_per_stage):
                 stride = self.strides[i] if j == 0 else 1
                 blocks.append(PreActBlock(c, width, stride, lccl, placement, shortcut, rng=rng,
-                                          dtype=dtype))
+                                          dtype=dtype, lccl_options=lccl_options))
                 c = width
             name = f"layer{i + 1}"
             setattr(self, name, Sequential(*blocks))

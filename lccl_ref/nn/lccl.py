@@ -38,11 +38,12 @@ from numba import njit
 from .. import functional as F
 from .._checks import check_float_array, check_same_dtype
 from ..functional.batchnorm import affine_relu_unchecked
+from ..functional.gate import GATES
 from ..kernels._tune import fastest
 from ..kernels.cheap import cheap_single_unchecked
 from ..kernels.fused import lccl_shared_eval_unchecked
 from ..kernels.gated import gated_conv2d_unchecked
-from .layers import BatchNorm2d, Conv2d, ReLU
+from .layers import BatchNorm2d, Conv2d
 from .module import Module
 
 CHEAP_KINDS = ("1x1xCxT", "kxkxCx1", "1x1xCx1")
@@ -67,13 +68,31 @@ class LCCLConv2d(Module):
         The cheap branch's kernel, see the module docstring.
     rng : None, int or numpy Generator
     dtype : float32 or float64
+    gate : {"relu", "clip"}
+        The gate on the cheap pre-activation, see Attributes.
+    gate_init : (gamma, beta) or None
+        Initial scale and shift of the cheap BN (None: 1 and 0, so about half of
+        the cells start active).
 
     Attributes
     ----------
     conv : Conv2d            expensive, weight (T, C, k, k), no bias
     cheap_conv : Conv2d      cheap, weight (T', C, k', k'), no bias
     cheap_bn : BatchNorm2d   (T',)
-    cheap_relu : ReLU
+    gate : {"relu", "clip"}
+        ``V' = g(z)`` on ``z = BN(conv_W'(u))``: ``max(z, 0)`` (the paper's) or
+        ``min(max(z, 0), 1)`` (bounded; :mod:`lccl_ref.functional.gate`).  Both are 0
+        exactly where ``z <= 0``, so the skip is exact for both.
+    last_train_density : float or None
+        Set by every training forward: the fraction of cells with ``z > 0`` on the
+        batch, the density the eval path would have with these statistics.
+    last_train_macs : int or None
+        The expensive conv's dense MACs per image at the last training forward.
+    density_grad : float
+        ``dL/dd`` of a loss on ``last_train_density`` (a density budget,
+        :class:`lccl_ref.train.DensityBudget`), set between forward and backward;
+        the backward adds it to ``dz`` through the straight-through surrogate
+        :func:`lccl_ref.functional.density_backward`, then resets it to 0.
     sparse : bool
         Eval mode only: True (default) computes V with ``kernels.gated_conv2d``
         at the active cells; False computes V densely (the reference the sparse
@@ -114,10 +133,12 @@ class LCCLConv2d(Module):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=1,
-                 cheap="1x1xCx1", rng=None, dtype=np.float32):
+                 cheap="1x1xCx1", rng=None, dtype=np.float32, gate="relu", gate_init=None):
         super().__init__()
         if cheap not in CHEAP_KINDS:
             raise ValueError(f"cheap must be one of {CHEAP_KINDS}, got {cheap!r}")
+        if gate not in GATES:
+            raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
         rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
         self.cheap = cheap
         self.conv = Conv2d(in_channels, out_channels, kernel_size, stride, padding,
@@ -136,7 +157,14 @@ class LCCLConv2d(Module):
         self.cheap_conv = Conv2d(in_channels, cheap_out, cheap_kernel, stride, cheap_padding,
                                  rng=rng, dtype=dtype)
         self.cheap_bn = BatchNorm2d(cheap_out, dtype=dtype)
-        self.cheap_relu = ReLU()
+        self.gate = gate
+        if gate_init is not None:
+            gamma0, beta0 = _gate_init(gate_init)
+            self.cheap_bn.weight.data[:] = gamma0
+            self.cheap_bn.bias.data[:] = beta0
+        self.last_train_density = None
+        self.last_train_macs = None
+        self.density_grad = 0.0
         self.sparse = True
         self.fold_bn = True
         self.fused = True
@@ -192,8 +220,12 @@ class LCCLConv2d(Module):
 
     def _forward_train(self, x, u, separate):
         v = self.conv.forward(x)  # (N, T, Ho, Wo)
-        v_cheap = self.cheap_relu.forward(self.cheap_bn.forward(self.cheap_conv.forward(u)))
-        self._cache = (v, v_cheap, separate)  # (N, T, Ho, Wo), (N, T', Ho, Wo)
+        z = self.cheap_bn.forward(self.cheap_conv.forward(u))  # (N, T', Ho, Wo)
+        v_cheap, gate_cache = F.gate_forward(z, self.gate)  # V' = g(z)
+        self.last_train_density, density_cache = F.density_forward(z)  # d = mean(z > 0)
+        t, c, kh, kw = self.conv.weight.data.shape
+        self.last_train_macs = v.shape[2] * v.shape[3] * t * c * kh * kw  # dense, per image
+        self._cache = (v, v_cheap, gate_cache, density_cache, separate)
         return v * v_cheap
 
     def cheap_branch_eval(self, u):
@@ -220,7 +252,7 @@ class LCCLConv2d(Module):
             if self.shared_mask:  # one Numba call: conv, bias, ReLU, mask, count
                 w_f, b_f = self._folded_cheap()
                 v, mask, active = cheap_single_unchecked(u, w_f, b_f, conv.stride, conv.padding)
-                return v[:, None], mask, active
+                return self._bound(v)[:, None], mask, active
             w_f, b_f = F.fold_into_conv(conv.weight.data, None, bn.weight.data, bn.bias.data,
                                         bn.running_mean, bn.running_var, bn.eps)
             pre = cheap_conv2d(u, w_f, b_f, conv.stride, conv.padding)
@@ -229,9 +261,15 @@ class LCCLConv2d(Module):
             pre, _ = F.batchnorm2d_forward(pre, bn.weight.data, bn.bias.data, bn.running_mean,
                                            bn.running_var, False, bn.momentum, bn.eps)
         conv.last_input_shape = u.shape
-        v_cheap = np.maximum(pre, pre.dtype.type(0))
+        v_cheap = self._bound(np.maximum(pre, pre.dtype.type(0)))
         mask = v_cheap[:, 0] > 0 if self.shared_mask else v_cheap > 0  # (N,Ho,Wo) | (N,T,Ho,Wo)
         return v_cheap, mask, int(np.count_nonzero(mask))
+
+    def _bound(self, v):
+        """``V' = min(v, 1)`` in place for the clip gate (``v = ReLU(z)``); ``v`` otherwise."""
+        if self.gate == "clip":
+            np.minimum(v, v.dtype.type(1), out=v)
+        return v
 
     def _folded_cheap(self):
         """``(w_f, b_f)``: the cheap conv with its eval BN folded in (``fold_into_conv``'s
@@ -274,7 +312,8 @@ class LCCLConv2d(Module):
         n = x.shape[0]
         t, c, kh, kw = conv.weight.data.shape
         shared_input = cheap_input is None or (cheap_input is x and pre is None)
-        if self.sparse and self.fused and self.shared_mask and self.fold_bn and shared_input:
+        fusable = self.fused and self.shared_mask and self.fold_bn and self.gate == "relu"
+        if self.sparse and fusable and shared_input:
             out, v, mask, active, macs_expensive = self._shared_sparse(x, pre)
             ho, wo = v.shape[1], v.shape[2]
         else:
@@ -328,7 +367,7 @@ class LCCLConv2d(Module):
         if self._cache is None:
             raise RuntimeError("LCCLConv2d.backward needs a training-mode forward first "
                                "(eval-mode forwards keep no cache)")
-        v, v_cheap, separate = self._cache
+        v, v_cheap, gate_cache, density_cache, separate = self._cache
         check_float_array("dy", dy, ndim=4)
         if dy.shape != v.shape:
             raise ValueError(f"dy must have the output shape {v.shape}, got {dy.shape}")
@@ -337,7 +376,11 @@ class LCCLConv2d(Module):
         if self.shared_mask:
             dv_cheap = dv_cheap.sum(axis=1, keepdims=True)  # (N, 1, Ho, Wo)
         dx = self.conv.backward(dv)
-        du = self.cheap_conv.backward(self.cheap_bn.backward(self.cheap_relu.backward(dv_cheap)))
+        dz = F.gate_backward(dv_cheap, gate_cache)  # dz = dV' * g'(z)
+        if self.density_grad:  # + dL/dd * dd/dz of a density budget (straight-through)
+            dz += F.density_backward(self.density_grad, density_cache)
+            self.density_grad = 0.0
+        du = self.cheap_conv.backward(self.cheap_bn.backward(dz))
         self._cache = None
         if separate:
             return dx, du
@@ -347,6 +390,15 @@ class LCCLConv2d(Module):
         return (f"{self.conv.in_channels}, {self.conv.out_channels}, "
                 f"kernel_size={self.conv.kernel_size}, stride={self.conv.stride}, "
                 f"padding={self.conv.padding}, cheap={self.cheap!r}, sparse={self.sparse}")
+
+
+def _gate_init(pair):
+    """``(gamma, beta)`` of the cheap BN at initialisation, checked."""
+    if (not isinstance(pair, (tuple, list)) or len(pair) != 2
+            or not all(isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
+                       and np.isfinite(v) for v in pair)):
+        raise ValueError(f"gate_init must be a pair (gamma, beta) of finite numbers, got {pair!r}")
+    return float(pair[0]), float(pair[1])
 
 
 @njit(cache=True)

@@ -6,8 +6,10 @@
 - :mod:`.checkpoint`  :func:`save_checkpoint`, :func:`load_checkpoint`,
                       :func:`model_from_checkpoint`
 - :mod:`.recipes`     :data:`RECIPES`, the default settings per dataset used by ``lccl-ref train``
+- :mod:`.budget`      :class:`DensityBudget`, training LCCL layers toward a chosen density
 """
 
+from .budget import DensityBudget
 from .checkpoint import (
     Checkpoint,
     load_checkpoint,
@@ -25,6 +27,7 @@ __all__ = [
     "SCHEDULES",
     "SGD",
     "Checkpoint",
+    "DensityBudget",
     "History",
     "decays",
     "default_milestones",

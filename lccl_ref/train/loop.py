@@ -35,7 +35,7 @@ from .schedules import SCHEDULES, learning_rate
 # Hyper-parameters that must agree between a checkpoint and the run resuming it
 # (``epochs`` may change: a run can be extended).
 _RESUME_KEYS = ("batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones",
-                "seed")
+                "seed", "budget")
 
 
 @dataclass
@@ -45,8 +45,10 @@ class History:
     Each record holds ``epoch`` (1-based), ``lr`` (at the epoch's first
     iteration), ``train_loss``, ``train_acc`` (running over the epoch, train
     mode), ``test_loss``, ``test_acc`` (eval mode), ``time_s``, ``images_per_s``
-    (training only), ``lccl_density`` ({layer: mean density over the test set})
-    and ``macs`` (per test image; see :func:`evaluate`).
+    (training only), ``lccl_density`` ({layer: mean density over the test set}),
+    ``macs`` (per test image; see :func:`evaluate`), ``train_density`` ({layer:
+    mean density over the epoch's batches, train mode}) and ``budget_loss`` (the
+    LCCL density budgets' mean penalty, not part of ``train_loss``).
     """
 
     config: dict = field(default_factory=dict)
@@ -164,7 +166,8 @@ def _check_positive_int(name, v):
 def fit(model: Module, dataset, epochs: int, batch_size: int = 128, lr: float = 0.1,
         momentum: float = 0.9, weight_decay: float = 5e-4, schedule: str = "cosine",
         milestones=None, seed: int = 0, out_dir=None, progress: bool = True, resume=None,
-        callback=None, config: dict | None = None, eval_batch_size: int = 256) -> History:
+        callback=None, config: dict | None = None, eval_batch_size: int = 256,
+        budget=None) -> History:
     """Train ``model`` on ``dataset`` with SGD; evaluate and checkpoint every epoch.
 
     Parameters
@@ -198,6 +201,9 @@ def fit(model: Module, dataset, epochs: int, batch_size: int = 128, lr: float = 
         checkpoints so that ``lccl-ref eval`` can rebuild the model; the
         training settings are added under ``"train"``.
     eval_batch_size : int
+    budget : DensityBudget or None
+        Trains the model's LCCL layers toward a density (:mod:`.budget`); its
+        penalty is reported as ``budget_loss``, apart from ``train_loss``.
 
     Returns
     -------
@@ -214,7 +220,8 @@ def fit(model: Module, dataset, epochs: int, batch_size: int = 128, lr: float = 
     train_cfg = {"epochs": epochs, "batch_size": batch_size, "lr": float(lr),
                  "momentum": float(momentum), "weight_decay": float(weight_decay),
                  "schedule": schedule, "seed": int(seed),
-                 "milestones": None if milestones is None else [int(m) for m in milestones]}
+                 "milestones": None if milestones is None else [int(m) for m in milestones],
+                 "budget": None if budget is None else budget.config()}
     config = {**(config or {}), "train": train_cfg}
     opt = SGD(model, lr=lr, momentum=momentum, weight_decay=weight_decay)
     rng = np.random.default_rng(seed)
@@ -242,12 +249,15 @@ def fit(model: Module, dataset, epochs: int, batch_size: int = 128, lr: float = 
         from ..data import random_crop_flip as crop_flip
     iters = -(-n // batch_size)
     dtype = model.dtype
+    lccl = _lccl_layers(model)
+    layers = [layer for _, layer in lccl]
     for epoch in range(start, epochs):
         bar = _bar(iters, f"epoch {epoch + 1}/{epochs}", progress)
         model.train()
         perm = rng.permutation(n)
         t0 = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
+        budget_sum, train_density = 0.0, {name: 0.0 for name, _ in lccl}
         lr0 = learning_rate(schedule, lr, epoch, epochs, milestones)
         for i in range(iters):
             idx = perm[i * batch_size:(i + 1) * batch_size]
@@ -259,9 +269,13 @@ def fit(model: Module, dataset, epochs: int, batch_size: int = 128, lr: float = 
             model.zero_grad()
             logits = model.forward(xb)
             loss, dlogits = softmax_cross_entropy(logits, yb)
+            if budget is not None:  # sets each layer's density_grad for the backward
+                budget_sum += budget.apply(layers, (epoch + i / iters) / epochs)["loss"] * len(idx)
             model.backward(dlogits)
             opt.step(learning_rate(schedule, lr, epoch + i / iters, epochs, milestones))
             loss_sum += loss * len(idx)
+            for name, layer in lccl:
+                train_density[name] += layer.last_train_density * len(idx)
             correct += int((logits.argmax(axis=1) == yb).sum())
             seen += len(idx)
             if bar is not None:
@@ -276,6 +290,8 @@ def fit(model: Module, dataset, epochs: int, batch_size: int = 128, lr: float = 
             "test_loss": ev["loss"], "test_acc": ev["accuracy"],
             "time_s": time.perf_counter() - t0, "images_per_s": seen / train_time,
             "lccl_density": ev["lccl"], "macs": ev["macs"],
+            "budget_loss": budget_sum / seen,
+            "train_density": {k: v / seen for k, v in train_density.items()},
         }
         history.epochs.append(record)
         if bar is not None:
