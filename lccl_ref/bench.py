@@ -223,6 +223,9 @@ def calibrate(model: Module, x: np.ndarray, density=None, bn_stats: bool = True)
     layers = lccl_modules(model)
     if not layers:
         raise ValueError("model has no LCCLConv2d layer to calibrate")
+    for name, m in layers:
+        if m.cheap_bn is None:
+            raise ValueError(f"{name} has no cheap BN (cheap_bn=False) to calibrate")
     targets = {}
     if density is not None:
         for name, _ in layers:

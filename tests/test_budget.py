@@ -98,3 +98,28 @@ def test_training_follows_the_target():
         assert (h.last["budget_loss"] > 0) == (target is not None)
         assert h.config["train"]["budget"] == (None if budget is None else budget.config())
     assert ends[0.2] < 0.35 < ends[None]
+
+
+def test_gate_l1_adds_its_gradient_to_every_gate_value():
+    """GateL1: loss weight * sum_l mean(V'_l), and dL/dV' = weight / size on every cell,
+    which for the clip gate reaches the cheap BN's beta as weight * mean(g'(z))."""
+    from lccl_ref.nn import LCCLConv2d
+    from lccl_ref.train import GateL1
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 6, 6))
+    dy = rng.standard_normal((2, 4, 6, 6))
+    beta_grad = {}
+    for w in (0.0, 0.5):
+        layer = LCCLConv2d(3, 4, cheap="kxkxCx1", gate="clip", rng=0, dtype=np.float64)
+        v = layer.forward(x)
+        out = GateL1(w).apply([layer], 0.0)
+        assert out["loss"] == pytest.approx(w * layer.last_gate_mean)
+        layer.zero_grad()
+        layer.backward(dy)
+        beta_grad[w] = layer.cheap_bn.bias.grad.copy()
+        assert layer.gate_mean_grad == 0.0
+    assert v.shape == dy.shape
+    assert beta_grad[0.5] != pytest.approx(beta_grad[0.0])
+    with pytest.raises(ValueError):
+        GateL1(-1.0)

@@ -73,12 +73,16 @@ class LCCLConv2d(Module):
     gate_init : (gamma, beta) or None
         Initial scale and shift of the cheap BN (None: 1 and 0, so about half of
         the cells start active).
+    cheap_bn : bool
+        False: no BN in the cheap branch (a biased cheap conv instead).
 
     Attributes
     ----------
     conv : Conv2d            expensive, weight (T, C, k, k), no bias
     cheap_conv : Conv2d      cheap, weight (T', C, k', k'), no bias
-    cheap_bn : BatchNorm2d   (T',)
+    cheap_bn : BatchNorm2d (T',), or None
+        None with ``cheap_bn=False``: the cheap conv then has a bias and
+        ``z = conv_W'(u) + b'`` (the paper's "Conv + ReLU" ablation, notebook 02).
     gate : {"relu", "clip"}
         ``V' = g(z)`` on ``z = BN(conv_W'(u))``: ``max(z, 0)`` (the paper's) or
         ``min(max(z, 0), 1)`` (bounded; :mod:`lccl_ref.functional.gate`).  Both are 0
@@ -93,6 +97,10 @@ class LCCLConv2d(Module):
         :class:`lccl_ref.train.DensityBudget`), set between forward and backward;
         the backward adds it to ``dz`` through the straight-through surrogate
         :func:`lccl_ref.functional.density_backward`, then resets it to 0.
+    last_gate_mean, gate_mean_grad : float
+        Likewise for ``mean(V')`` over the batch (an L1 penalty on the gate,
+        :class:`lccl_ref.train.GateL1`): ``dL/d mean(V')`` goes to every cell of
+        ``dV'``.
     sparse : bool
         Eval mode only: True (default) computes V with ``kernels.gated_conv2d``
         at the active cells; False computes V densely (the reference the sparse
@@ -133,7 +141,8 @@ class LCCLConv2d(Module):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=1,
-                 cheap="1x1xCx1", rng=None, dtype=np.float32, gate="relu", gate_init=None):
+                 cheap="1x1xCx1", rng=None, dtype=np.float32, gate="relu", gate_init=None,
+                 cheap_bn=True):
         super().__init__()
         if cheap not in CHEAP_KINDS:
             raise ValueError(f"cheap must be one of {CHEAP_KINDS}, got {cheap!r}")
@@ -155,16 +164,21 @@ class LCCLConv2d(Module):
             cheap_kernel, cheap_padding = (kh, kw), (ph, pw)
         cheap_out = self.conv.out_channels if cheap.endswith("xT") else 1
         self.cheap_conv = Conv2d(in_channels, cheap_out, cheap_kernel, stride, cheap_padding,
-                                 rng=rng, dtype=dtype)
-        self.cheap_bn = BatchNorm2d(cheap_out, dtype=dtype)
+                                 bias=not cheap_bn, rng=rng, dtype=dtype)
+        self.cheap_bn = BatchNorm2d(cheap_out, dtype=dtype) if cheap_bn else None
         self.gate = gate
         if gate_init is not None:
+            if not cheap_bn:
+                raise ValueError("gate_init sets the cheap BN's scale and shift; this layer "
+                                 "has no cheap BN (cheap_bn=False)")
             gamma0, beta0 = _gate_init(gate_init)
             self.cheap_bn.weight.data[:] = gamma0
             self.cheap_bn.bias.data[:] = beta0
         self.last_train_density = None
         self.last_train_macs = None
+        self.last_gate_mean = None
         self.density_grad = 0.0
+        self.gate_mean_grad = 0.0
         self.sparse = True
         self.fold_bn = True
         self.fused = True
@@ -220,9 +234,12 @@ class LCCLConv2d(Module):
 
     def _forward_train(self, x, u, separate):
         v = self.conv.forward(x)  # (N, T, Ho, Wo)
-        z = self.cheap_bn.forward(self.cheap_conv.forward(u))  # (N, T', Ho, Wo)
+        z = self.cheap_conv.forward(u)  # (N, T', Ho, Wo)
+        if self.cheap_bn is not None:
+            z = self.cheap_bn.forward(z)
         v_cheap, gate_cache = F.gate_forward(z, self.gate)  # V' = g(z)
         self.last_train_density, density_cache = F.density_forward(z)  # d = mean(z > 0)
+        self.last_gate_mean = float(v_cheap.mean()) if v_cheap.size else 0.0
         t, c, kh, kw = self.conv.weight.data.shape
         self.last_train_macs = v.shape[2] * v.shape[3] * t * c * kh * kw  # dense, per image
         self._cache = (v, v_cheap, gate_cache, density_cache, separate)
@@ -253,13 +270,15 @@ class LCCLConv2d(Module):
                 w_f, b_f = self._folded_cheap()
                 v, mask, active = cheap_single_unchecked(u, w_f, b_f, conv.stride, conv.padding)
                 return self._bound(v)[:, None], mask, active
-            w_f, b_f = F.fold_into_conv(conv.weight.data, None, bn.weight.data, bn.bias.data,
-                                        bn.running_mean, bn.running_var, bn.eps)
+            w_f, b_f = self._folded_cheap()
             pre = cheap_conv2d(u, w_f, b_f, conv.stride, conv.padding)
         else:
-            pre, _ = F.conv2d_forward(u, conv.weight.data, None, conv.stride, conv.padding)
-            pre, _ = F.batchnorm2d_forward(pre, bn.weight.data, bn.bias.data, bn.running_mean,
-                                           bn.running_var, False, bn.momentum, bn.eps)
+            b = None if conv.bias is None else conv.bias.data
+            pre, _ = F.conv2d_forward(u, conv.weight.data, b, conv.stride, conv.padding)
+            if bn is not None:
+                pre, _ = F.batchnorm2d_forward(pre, bn.weight.data, bn.bias.data,
+                                               bn.running_mean, bn.running_var, False,
+                                               bn.momentum, bn.eps)
         conv.last_input_shape = u.shape
         v_cheap = self._bound(np.maximum(pre, pre.dtype.type(0)))
         mask = v_cheap[:, 0] > 0 if self.shared_mask else v_cheap > 0  # (N,Ho,Wo) | (N,T,Ho,Wo)
@@ -277,6 +296,8 @@ class LCCLConv2d(Module):
         at batch 1 the checks and five NumPy calls cost as much as the cheap kernel)."""
         conv, bn = self.cheap_conv, self.cheap_bn
         w = np.ascontiguousarray(conv.weight.data)
+        if bn is None:  # nothing to fold: the conv's own weight and bias
+            return w.copy(), conv.bias.data.copy()
         w_f, b_f = np.empty_like(w), np.empty(w.shape[0], dtype=w.dtype)
         _fold(w, bn.weight.data, bn.bias.data, bn.running_mean, bn.running_var,
               w.dtype.type(bn.eps), w_f, b_f)
@@ -375,12 +396,17 @@ class LCCLConv2d(Module):
         dv_cheap = dy * v  # dV' = dO ⊙ V                  (N, T, Ho, Wo)
         if self.shared_mask:
             dv_cheap = dv_cheap.sum(axis=1, keepdims=True)  # (N, 1, Ho, Wo)
+        if self.gate_mean_grad:  # + dL/d mean(V') of a penalty on the gate (GateL1)
+            dv_cheap += dv_cheap.dtype.type(self.gate_mean_grad / v_cheap.size)
+            self.gate_mean_grad = 0.0
         dx = self.conv.backward(dv)
         dz = F.gate_backward(dv_cheap, gate_cache)  # dz = dV' * g'(z)
         if self.density_grad:  # + dL/dd * dd/dz of a density budget (straight-through)
             dz += F.density_backward(self.density_grad, density_cache)
             self.density_grad = 0.0
-        du = self.cheap_conv.backward(self.cheap_bn.backward(dz))
+        if self.cheap_bn is not None:
+            dz = self.cheap_bn.backward(dz)
+        du = self.cheap_conv.backward(dz)
         self._cache = None
         if separate:
             return dx, du

@@ -9,7 +9,7 @@
 - :mod:`.budget`      :class:`DensityBudget`, training LCCL layers toward a chosen density
 """
 
-from .budget import DensityBudget
+from .budget import DensityBudget, GateL1
 from .checkpoint import (
     Checkpoint,
     load_checkpoint,
@@ -28,6 +28,7 @@ __all__ = [
     "SGD",
     "Checkpoint",
     "DensityBudget",
+    "GateL1",
     "History",
     "decays",
     "default_milestones",

@@ -1,4 +1,5 @@
-"""The density budget: train LCCL layers toward a density the user chooses.
+"""The density budget: train LCCL layers toward a density the user chooses
+(and :class:`GateL1`, the paper's L1 alternative, for comparison).
 
 Without it, a layer's density is whatever training makes of it (and may reach 0,
 a dead layer). With it, the loss gets a penalty on the densities measured on each
@@ -126,3 +127,33 @@ class DensityBudget:
 
     def __repr__(self):
         return "DensityBudget(" + ", ".join(f"{k}={v!r}" for k, v in self.config().items()) + ")"
+
+
+class GateL1:
+    """An L1 penalty on the gate, ``L = weight * sum_l mean(V'_l)`` (``V' >= 0``).
+
+    The paper's "Conv + regularisation + ReLU" cheap branch: it pushes every gate
+    value toward 0, so the density falls by an amount that depends on ``weight``,
+    the data and the moment of training (notebook 02).  Used like
+    :class:`DensityBudget` (``fit(..., budget=GateL1(1e-2))``).
+    """
+
+    def __init__(self, weight):
+        self.weight = _number("weight", weight, 0.0)
+
+    def config(self) -> dict:
+        return {"l1": self.weight}
+
+    def apply(self, layers, progress) -> dict:
+        """After a training forward: the penalty, with ``gate_mean_grad`` set in each layer."""
+        means = [layer.last_gate_mean for layer in layers]
+        if any(v is None for v in means):
+            raise RuntimeError("GateL1.apply needs a training-mode forward of every layer")
+        for layer in layers:
+            layer.gate_mean_grad = self.weight
+        dens = [layer.last_train_density for layer in layers]
+        return {"loss": self.weight * float(np.sum(means)), "target": None,
+                "density": float(np.mean(dens)) if dens else 1.0}
+
+    def __repr__(self):
+        return f"GateL1(weight={self.weight!r})"

@@ -201,9 +201,9 @@ def fit(model: Module, dataset, epochs: int, batch_size: int = 128, lr: float = 
         checkpoints so that ``lccl-ref eval`` can rebuild the model; the
         training settings are added under ``"train"``.
     eval_batch_size : int
-    budget : DensityBudget or None
-        Trains the model's LCCL layers toward a density (:mod:`.budget`); its
-        penalty is reported as ``budget_loss``, apart from ``train_loss``.
+    budget : DensityBudget, GateL1 or None
+        A penalty on the model's LCCL layers (:mod:`.budget`), e.g. one that trains
+        them toward a density; reported as ``budget_loss``, apart from ``train_loss``.
 
     Returns
     -------
