@@ -8,6 +8,7 @@ import types
 
 import numpy as np
 import pytest
+from lcclhelp import float32_tolerance
 
 from lccl_ref.nn import BatchNorm2d, Conv2d, GlobalAvgPool, Linear, Module, ReLU, Sequential
 from lccl_ref.nn.lccl import LCCLConv2d
@@ -133,7 +134,11 @@ def test_evaluate_counts_macs_by_hand_and_batches_agree():
     a = evaluate(net, ds.x_test, ds.y_test, batch_size=32)
     b = evaluate(net, ds.x_test, ds.y_test, batch_size=5)  # uneven last batch
     assert a["accuracy"] == b["accuracy"]
-    assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    # each batching's float32 logits lie within tol of the float64 ones (lcclhelp), and a
+    # cross-entropy moves by at most 2 max|d logit| (its gradient, softmax - onehot, has
+    # L1 norm <= 2): the two mean losses differ by at most 4 tol
+    _, tol, _ = float32_tolerance(net, ds.x_test)
+    assert abs(a["loss"] - b["loss"]) <= 4 * tol
     assert list(a["lccl"]) == ["3"] and a["lccl"]["3"] == pytest.approx(b["lccl"]["3"])
     d = a["lccl"]["3"]
     assert 0.0 < d < 1.0
