@@ -96,8 +96,14 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .._checks import check_float_array, check_same_dtype, conv_output_size, pair
-from ..functional.conv import _check_conv_args
+from .._checks import (
+    check_conv_args,
+    check_float_array,
+    check_same_dtype,
+    conv_geometry,
+    effective_stride,
+    pair,
+)
 from ._ir import array_lanes, pre_value, splat, vector_ptr
 from .cheap import ROWS, row_sweeps_3x3, row_sweeps_3x3_s2, tap_sweeps
 from .vector import (
@@ -147,14 +153,14 @@ def lccl_shared_eval(x, w, w_cheap, b_cheap, stride=1, padding=0, cheap_padding=
     ``V' > 0``; the cost is ``r XYTk^2C`` MACs for the expensive conv plus
     ``XYk'^2C`` for the cheap one (the LCCL rows of "Cost and speed-up").
     """
-    (sh, sw), (ph, pw), ho, wo = _check_conv_args(x, w, None, stride, padding)
+    (sh, sw), (ph, pw), ho, wo = check_conv_args(x, w, None, stride, padding)
     check_float_array("w_cheap", w_cheap, ndim=4)
     check_float_array("b_cheap", b_cheap, ndim=1)
     check_same_dtype(x=x, w_cheap=w_cheap, b_cheap=b_cheap)
     c, kh, kw = w.shape[1:]
-    if w_cheap.shape[0] != 1 or w_cheap.shape[1] != c:
-        raise ValueError(f"w_cheap must have shape (1, {c}, kh', kw') for x of shape "
-                         f"{x.shape}, got {w_cheap.shape}")
+    if w_cheap.shape[0] != 1 or w_cheap.shape[1] != c or min(w_cheap.shape[2:]) < 1:
+        raise ValueError(f"w_cheap must have shape (1, {c}, kh', kw') with kh', kw' >= 1 "
+                         f"for x of shape {x.shape}, got {w_cheap.shape}")
     if b_cheap.shape != (1,):
         raise ValueError(f"b_cheap must have shape (1,), got {b_cheap.shape}")
     cph, cpw = pair("cheap_padding", cheap_padding, 0)
@@ -165,7 +171,7 @@ def lccl_shared_eval(x, w, w_cheap, b_cheap, stride=1, padding=0, cheap_padding=
             f"the cheap window ({khc}, {kwc}) with cheap_padding {(cph, cpw)} must lie inside "
             f"the expensive window ({kh}, {kw}) with padding {(ph, pw)}: need "
             f"0 <= padding - cheap_padding and padding - cheap_padding + kernel <= {(kh, kw)}")
-    cheap_out = conv_output_size(x.shape[2], x.shape[3], khc, kwc, (sh, sw), (cph, cpw))
+    _, _, cheap_out = conv_geometry(x.shape[2], x.shape[3], khc, kwc, (sh, sw), (cph, cpw))
     if cheap_out != (ho, wo):
         raise ValueError(f"the cheap conv gives outputs of size {cheap_out} but the expensive "
                          f"conv {(ho, wo)}; choose cheap_padding so that they agree")
@@ -181,8 +187,9 @@ def lccl_shared_eval_unchecked(x, w, w_cheap, b_cheap, stride, padding, cheap_pa
     weights and its checked ``x``).  ``pre``: None, or ``(s, h)`` (C,) arrays:
     both convolutions read ``max(x * s[c] + h[c], 0)``.
     """
-    (sh, sw), (ph, pw), (cph, cpw) = stride, padding, cheap_padding
     n, c, h, wd = x.shape
+    (sh, sw), (ph, pw), (cph, cpw) = effective_stride(h, wd, stride, padding), padding, \
+        cheap_padding
     t, _, kh, kw = w.shape
     ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
     tb = channel_block(t)

@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit
 
 from .. import functional as F
-from .._checks import check_float_array, check_same_dtype
+from .._checks import check_float_array, check_same_dtype, effective_stride
 from ..functional.batchnorm import affine_relu_unchecked
 from ..kernels._tune import fastest
 from ..kernels.cheap import cheap_single_unchecked
@@ -392,7 +392,7 @@ def cheap_conv2d(u, w, b, stride, padding):
     """
     n, c, h, wd = u.shape
     t, _, kh, kw = w.shape
-    (sh, sw), (ph, pw) = stride, padding
+    (sh, sw), (ph, pw) = effective_stride(h, wd, stride, padding), padding
     ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
     if kh == 1 and kw == 1 and ph == 0 and pw == 0:  # subsample first: every stride-th cell
         us = np.ascontiguousarray(u[:, :, ::sh, ::sw][:, :, :ho, :wo])  # (N, C, Ho, Wo)
@@ -425,6 +425,8 @@ def _inside(tap, pad, stride, size, out):
 
 def set_sparse(model: Module, flag: bool) -> Module:
     """Choose the sparse (True) or dense (False) eval path of every LCCL in ``model``."""
+    if not isinstance(model, Module):
+        raise TypeError(f"model must be a Module, got {type(model).__name__}")
     if not isinstance(flag, (bool, np.bool_)):
         raise TypeError(f"flag must be a bool, got {type(flag).__name__}")
     for m in model.modules():
