@@ -57,6 +57,7 @@ import copy
 
 import numpy as np
 
+from lccl_ref import functional as F
 from lccl_ref.nn import BatchNorm2d, Conv2d, Linear
 
 #: Unit roundoff of float32.
@@ -166,3 +167,37 @@ def assert_float32_close(got, model, x, forward=eval_forward, want32=None, what=
     assert err <= tol, (f"{what}: float32 error {err:.3g} against the float64 reference > "
                         f"tolerance {tol:.3g} = {MARGIN} x max({detail})")
     return err, tol
+
+
+def lccl_rounding_bound(layer, x):
+    """Cell by cell, a bound on how far one eval forward of an LCCL layer in float32 can
+    lie from the exact result, whatever the summation order: (N, T, Ho, Wo), float64.
+
+    A dot product of length K computed in floating point, in any order, is within
+    ``gamma_K * sum |a_i b_i|`` of the exact one, ``gamma_K = K u / (1 - K u)``
+    (Higham, *Accuracy and Stability of Numerical Algorithms*, 3.1).  With
+    ``A = conv(|x|, |W|)`` and ``A' = conv(|x|, |W'_f|) + |b'_f|`` (the cheap conv with
+    its BN folded in, which adds a few roundings per weight), and ``V``, ``V'`` the
+    exact branches, ``O = V * V'`` is off by at most about::
+
+        u * ((K + 2) * A * |V'|  +  (K' + 4) * A' * |V|)
+
+    ``K = C*kh*kw``, ``K' = C*kh'*kw'``.  A cell whose ``z`` lies within that of 0
+    may have its mask flipped; ``ReLU`` is continuous, so that moves ``O`` by
+    ``|V| * |z|``, inside the second term.  A wrong tap or a wrong mask moves a cell
+    by about ``|V| * |V'|``, far outside it.
+    """
+    x64 = x.astype(np.float64)
+    conv, cconv, bn = layer.conv, layer.cheap_conv, layer.cheap_bn
+    w = conv.weight.data.astype(np.float64)
+    s = bn.weight.data.astype(np.float64) / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
+    w_f = cconv.weight.data.astype(np.float64) * s[:, None, None, None]
+    b_f = bn.bias.data.astype(np.float64) - bn.running_mean.astype(np.float64) * s
+    v, _ = F.conv2d_forward(x64, w, None, conv.stride, conv.padding)
+    z, _ = F.conv2d_forward(x64, w_f, b_f, cconv.stride, cconv.padding)
+    a, _ = F.conv2d_forward(np.abs(x64), np.abs(w), None, conv.stride, conv.padding)
+    a_c, _ = F.conv2d_forward(np.abs(x64), np.abs(w_f), np.abs(b_f), cconv.stride,
+                              cconv.padding)
+    k, k_c = w[0].size, w_f[0].size
+    u = float(np.finfo(x.dtype).eps) / 2
+    return u * ((k + 2) * a * np.maximum(z, 0) + (k_c + 4) * a_c * np.abs(v))
