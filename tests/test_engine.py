@@ -514,3 +514,21 @@ def test_prefetch_goes_to_the_op_before_a_change_of_padded_image(sparse, monkeyp
                 assert ops[k - 1, eng.F_PREFETCH] == ops[k, eng.F_PAD]
     monkeypatch.setattr(eng._Builder, "plan_prefetches", lambda self: None)
     assert np.array_equal(Engine(net, sparse=sparse)(x), y)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("kind", ["none", *SHARED_KINDS])
+def test_nan_reaches_the_same_logits_and_masks_as_the_module_path(dtype, kind):
+    """NaN (and infinities) in x: NaN in the same logits and the same masks as the module
+    path (ReLU keeps NaN and a NaN cheap pre-activation opens the gate; see LCCLConv2d)."""
+    x = images((3, 3, 8, 8), dtype, seed=40)
+    model = prepare(build_model("resnet8", lccl=kind, rng=41, dtype=dtype), x, 0.5)
+    x[0, 1, 2, 5] = np.nan
+    x[1, 0, 6, 1] = np.inf
+    engine = Engine(model)
+    got, want = engine(x), module_forward(model, x)
+    assert np.isnan(want[:2]).any() and not np.isnan(want[2]).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    for name, m in lccl_modules(model):
+        np.testing.assert_array_equal(engine.last_masks[name], m.last_mask, err_msg=name)
+    np.testing.assert_array_equal(got[2], engine(x[2:])[0])  # image 2 is untouched

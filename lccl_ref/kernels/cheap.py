@@ -7,6 +7,9 @@ single output channel, and at inference its BN is folded into the conv
     V'[n, i, j] = max(0, b + sum_{c, p, q} w[c, p, q] * x[n, c, i*sh + p - ph, j*sw + q - pw])
     mask        = V' > 0                       (N, Ho, Wo), shared by all T channels
 
+(``V'`` NaN where the sum is NaN, and the mask true there: NaN opens the gate, see
+:class:`~lccl_ref.nn.LCCLConv2d`.)
+
 with the taps that fall into the zero padding adding nothing.
 
 How (:func:`cheap_single`, one Numba call, NCHW, ``x`` only read):
@@ -132,7 +135,7 @@ def cheap_single(x, w, b, stride=1, padding=0):
     v : ndarray, (N, Ho, Wo), dtype of ``x``
         ``max(conv_w(x) + b, 0)``: the cheap branch ``V'`` of its one channel.
     mask : ndarray of bool, (N, Ho, Wo)
-        ``v > 0``.
+        ``v > 0``, and true where ``v`` is NaN.
     active : int
         The number of true cells of ``mask``.
     """
@@ -606,7 +609,7 @@ def _cheap_single(x, wt, b, sh, sw, ph, pw, v, mask):
                 orow, mrow = v[n0 + nl, i], mask[n0 + nl, i]
                 for j in range(wo):
                     val = src[j]
-                    on = val > zero
+                    on = not val <= zero  # NaN opens the gate (LCCLConv2d)
                     orow[j] = val if on else zero
                     mrow[j] = on
                     active += on

@@ -4,7 +4,7 @@ For the ``kxkxCx1`` and ``1x1xCx1`` cheap kernels (one cheap output channel,
 BN folded in) the eval forward of :class:`~lccl_ref.nn.LCCLConv2d` is::
 
     V'   = max(conv_{w_c}(x) + b_c, 0)            (N, Ho, Wo)      cheap branch
-    mask = V' > 0                                 shared by all T channels
+    mask = V' > 0                                 shared by all T channels (NaN: true)
     O    = conv_W(x) * V'  where mask, else 0     (N, T, Ho, Wo)
 
 Done as two calls (:func:`.cheap.cheap_single_unchecked`, then the
@@ -140,7 +140,7 @@ def lccl_shared_eval(x, w, w_cheap, b_cheap, stride=1, padding=0, cheap_padding=
     v : ndarray, (N, Ho, Wo), dtype of ``x``
         ``V' = max(conv_{w_cheap}(x) + b_cheap, 0)``.
     mask : ndarray of bool, (N, Ho, Wo)
-        ``v > 0``.
+        ``v > 0``, and true where ``v`` is NaN (see :class:`~lccl_ref.nn.LCCLConv2d`).
     active : int
         The number of true cells of ``mask`` (positions, not cells times T).
     macs_expensive : int
@@ -211,7 +211,7 @@ def _pre_value(v, a, b, has_pre, zero):
     """``max(v * a + b, 0)`` with ``has_pre`` (the folded BN-ReLU, no FMA), else ``v``."""
     if has_pre:
         v = v * a + b
-        return v if v > zero else zero
+        return zero if v <= zero else v  # NaN stays NaN, as np.maximum
     return v
 
 
@@ -276,9 +276,10 @@ def _compact(typingctx, vin, vout, mout, qs, base, um, q0, b0, nv, rows, ws, wd)
 
     Row ``r`` reads ``vin[r*ws:]`` and writes ``vout[r*wd:]``, ``mout[r*wd:]``.  For
     ``j < nv * L`` (``L`` = 8 float32 or 4 float64 lanes): ``vout[r*wd + j] =
-    max(vin[r*ws + j], 0)`` (0 for NaN), ``mout[r*wd + j] = vin[r*ws + j] > 0``, and
-    for the positive cells, in order from ``qs[um]`` and ``base[um]`` on: ``qs = q0 +
-    r*wd + j``, ``base = b0 + r*ws + j``; returns the new ``um``.  Per vector: one
+    max(vin[r*ws + j], 0)`` (NaN for NaN), ``mout[r*wd + j] = not vin[r*ws + j] <= 0``
+    (true for NaN, see :class:`~lccl_ref.nn.LCCLConv2d`), and for those cells, in order
+    from ``qs[um]`` and ``base[um]`` on: ``qs = q0 + r*wd + j``, ``base = b0 + r*ws + j``;
+    returns the new ``um``.  Per vector: one
     compare, a select and the mask bytes stored, its lane bits (``movmsk``)
     index :func:`_lane_lists` for the lanes to keep, which are stored as two whole
     vectors (lanes past the count are overwritten by the next step, and never
@@ -319,7 +320,7 @@ def _compact(typingctx, vin, vout, mout, qs, base, um, q0, b0, nv, rows, ws, wd)
             with cgutils.for_range(builder, nv_v) as loop:
                 j = builder.mul(loop.index, ir.Constant(i64, lanes))
                 v = builder.load(vector_ptr(builder, vr, j, vty), align=size)
-                on = builder.fcmp_ordered(">", v, zero)
+                on = builder.fcmp_unordered(">", v, zero)  # ugt: true for NaN
                 builder.store(builder.select(on, v, zero), vector_ptr(builder, orow, j, vty),
                               align=size)
                 builder.store(builder.zext(on, ir.VectorType(i8, lanes)),
@@ -351,7 +352,7 @@ def _row_list(vin, vout, mout, qs, base, um, q0, b0):
     um = _compact(vin, vout, mout, qs, base, um, q0, b0, wo // lanes, 1, 0, 0)
     for j in range(wo // lanes * lanes, wo):
         val = vin[j]
-        on = val > zero
+        on = not val <= zero  # true for NaN
         vout[j] = val if on else zero
         mout[j] = on
         qs[um] = q0 + j
@@ -553,13 +554,13 @@ def fused_image(xn, xb, off, toff, wt, bias, rowmap, cols, even, odd, hq, wq, wb
                 for q in range(q1 - q0):
                     s = sb[q]
                     val = ot[q] * s  # computed first: with the product inside the
-                    yt[q] = val if s > zero else zero  # select, LLVM branched (+1.5 ms)
+                    yt[q] = zero if s <= zero else val  # select, LLVM branched (+1.5 ms)
             else:
                 rt = res[t, q0:q1]
                 for q in range(q1 - q0):
                     s = sb[q]
                     val = ot[q] * s
-                    yt[q] = (val if s > zero else zero) + rt[q]
+                    yt[q] = (zero if s <= zero else val) + rt[q]
     return active, macs
 
 

@@ -19,6 +19,17 @@ is exact: the sparse eval path equals the dense eval path to float tolerance.
 With the BN folded in, the mask is a thresholded linear predictor
 ``conv_{W'_f}(u) + b'_f > 0``.
 
+NaN and infinities (eval mode)
+------------------------------
+Every ReLU keeps a NaN (``ReLU(NaN) = NaN``, as ``np.maximum`` and PyTorch), and
+the mask is ``not V' <= 0``: a NaN cheap pre-activation opens the gate, so the
+NaN reaches ``O`` on the sparse path as it does through ``V' = ReLU(NaN)`` on
+the dense one.  A closed gate (``V' = 0``) gives exactly 0 on both paths,
+whatever ``V`` is there: the sparse path never computes that ``V``, and the
+dense path writes 0 rather than ``V * 0`` (NaN for a NaN or infinite ``V``).
+So the two paths have NaN in the same cells.  Training mode keeps the plain
+product ``V * V'``.
+
 Cheap-branch kinds (``k`` the expensive kernel, ``T`` its output channels):
 
 ========== ======= ======= =========================================
@@ -95,7 +106,8 @@ class LCCLConv2d(Module):
         (``N*Ho*Wo*T'*C*k'*k'``), ``macs_dense`` (``N*Ho*Wo*T*C*k*k``).
         Multiply-accumulates, not FLOPs.
     last_mask : bool ndarray or None
-        The eval mask ``V' > 0``: (N, Ho, Wo) when T' = 1, (N, T, Ho, Wo) when T' = T.
+        The eval mask ``V' > 0`` (true for a NaN ``V'``, see "NaN and infinities" in the
+        module docstring): (N, Ho, Wo) when T' = 1, (N, T, Ho, Wo) when T' = T.
     last_input_shape : tuple
         Shape of ``x`` at the last forward, as for :class:`Conv2d`.
 
@@ -229,8 +241,9 @@ class LCCLConv2d(Module):
             pre, _ = F.batchnorm2d_forward(pre, bn.weight.data, bn.bias.data, bn.running_mean,
                                            bn.running_var, False, bn.momentum, bn.eps)
         conv.last_input_shape = u.shape
-        v_cheap = np.maximum(pre, pre.dtype.type(0))
-        mask = v_cheap[:, 0] > 0 if self.shared_mask else v_cheap > 0  # (N,Ho,Wo) | (N,T,Ho,Wo)
+        v_cheap = np.maximum(pre, pre.dtype.type(0))  # NaN stays NaN
+        shut = v_cheap[:, 0] <= 0 if self.shared_mask else v_cheap <= 0
+        mask = ~shut  # (N, Ho, Wo) | (N, T, Ho, Wo); NaN opens the gate
         return v_cheap, mask, int(np.count_nonzero(mask))
 
     def _folded_cheap(self):
@@ -287,9 +300,11 @@ class LCCLConv2d(Module):
                 scale = v_cheap[:, 0] if self.shared_mask else v_cheap
                 out, macs_expensive = gated_conv2d_unchecked(
                     x, conv.weight.data, mask, None, conv.stride, conv.padding, scale=scale)
-            else:  # the reference: dense conv, then the product
+            else:  # the reference: dense conv, then the product, 0 where the gate is shut
                 v, _ = F.conv2d_forward(x, conv.weight.data, None, conv.stride, conv.padding)
                 out = v * v_cheap
+                on = mask[:, None] if self.shared_mask else mask  # (N, 1 or T, Ho, Wo)
+                np.copyto(out, 0, where=~on)  # not V * 0: NaN for a NaN or infinite V
                 macs_expensive = n * ho * wo * t * c * kh * kw
         active_cells = active * (t if self.shared_mask else 1)
         macs_dense = n * ho * wo * t * c * kh * kw
