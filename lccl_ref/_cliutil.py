@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -21,6 +22,29 @@ def positive_int(text: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return v
+
+
+def bounded_int(maximum: int):
+    """argparse type: an int in ``[1, maximum]``."""
+    def parse(text: str) -> int:
+        v = positive_int(text)
+        if v > maximum:
+            raise argparse.ArgumentTypeError(f"expected at most {maximum}, got {text!r}")
+        return v
+
+    return parse
+
+
+def check_out_file(out, force: bool, flag: str = "--out") -> Path:
+    """``out``, a file to write: refused (ValueError, one line) when it is a folder, or
+    exists and ``force`` is false, so that no earlier result is overwritten unasked."""
+    path = Path(out)
+    if path.is_dir():
+        raise ValueError(f"{flag} {str(out)!r} is a folder; give a file name")
+    if path.exists() and not force:
+        raise ValueError(f"{flag} {str(out)!r} exists; pass --force to overwrite it or "
+                         f"choose another file")
+    return path
 
 
 def non_negative_float(text: str) -> float:

@@ -66,7 +66,7 @@ import numpy as np
 
 from . import __version__
 from . import functional as F
-from ._cliutil import jsonable
+from ._cliutil import check_out_file, jsonable
 from .flops import mac_table
 from .nn import BatchNorm2d, Conv2d, Linear, Module
 from .nn.lccl import LCCLConv2d
@@ -995,13 +995,14 @@ def bench_main(args) -> int:
     ``args``: ``model``, ``kinds`` (comma-separated), ``batch`` (comma-separated),
     ``quick``, ``density`` (default 0.65 for untrained networks, the trained masks
     with ``checkpoint``), ``checkpoint``, ``repeats``, ``no_resnet18``, ``out`` (a
-    JSON file to write), ``json``.  Threads: BLAS pools are limited to one
-    thread in-process with threadpoolctl (installed with lccl_ref's
-    dependencies); without it set ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1``
+    JSON file to write; refused if it exists, unless ``force``), ``json``.  Threads:
+    BLAS pools are limited to one thread in-process with threadpoolctl (installed with
+    lccl_ref's dependencies); without it set ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1``
     before running.
     """
     import json
-    from pathlib import Path
+
+    from .train.checkpoint import write_atomic
 
     def ints(text, name):
         try:
@@ -1013,6 +1014,9 @@ def bench_main(args) -> int:
             raise ValueError(f"{name} must be comma-separated positive ints, got {text!r}")
         return vals
 
+    out = getattr(args, "out", None)
+    if out:  # before the benchmark, not after minutes of it
+        check_out_file(out, bool(getattr(args, "force", False)))
     quick = bool(getattr(args, "quick", False))
     batches = ints(getattr(args, "batch", None) or ("1,16" if quick else "1,128"), "--batch")
     kinds = tuple((getattr(args, "kinds", None) or "kxkxCx1,1x1xCx1,1x1xCxT").split(","))
@@ -1026,10 +1030,9 @@ def bench_main(args) -> int:
                         repeats=getattr(args, "repeats", None),
                         resnet18=not getattr(args, "no_resnet18", False),
                         log=None if as_json else (lambda s: print(s, flush=True)))
-    out = getattr(args, "out", None)
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(res, indent=1, sort_keys=True))
+        text = json.dumps(res, indent=1, sort_keys=True)
+        write_atomic(out, lambda f: f.write(text.encode()))
     if as_json:
         print(json.dumps(res, sort_keys=True))
     else:

@@ -17,7 +17,14 @@ import os
 import sys
 from pathlib import Path
 
-from ._cliutil import density_or_none, float_pair, fraction, non_negative_float, positive_int
+from ._cliutil import (
+    bounded_int,
+    density_or_none,
+    float_pair,
+    fraction,
+    non_negative_float,
+    positive_int,
+)
 
 # The names the parser offers. They repeat lccl_ref.data.DATASETS,
 # lccl_ref.models.MODEL_NAMES / LCCL_KINDS / PLACEMENTS / SHORTCUTS so that `--help` does not
@@ -32,6 +39,9 @@ SHORTCUTS = ("identity", "projection")  # == lccl_ref.models.SHORTCUTS
 SCHEDULES = ("cosine", "step", "constant")  # == lccl_ref.train.SCHEDULES
 GATES = ("relu", "clip")  # == lccl_ref.functional.GATES
 BUDGET_SCOPES = ("network", "layer")  # == lccl_ref.train.budget.SCOPES
+#: Largest ``flops --input-size``: the table comes from one forward pass of a zero image,
+#: whose time and memory grow as S^2 (S = 100000 asked for 37 GiB).
+MAX_FLOPS_INPUT = 256
 
 
 class UsageError(Exception):
@@ -62,6 +72,12 @@ def cmd_train(args) -> int:
             setattr(args, key, recipe[key])
     out = Path(args.out) if args.out else Path("runs") / (
         f"{args.dataset}_{args.model}_{args.lccl}_{args.placement}_s{args.seed}")
+    _check_train_out(out, args.resume, args.force)
+    start = 0
+    if args.resume:
+        from .train import load_checkpoint
+
+        start = load_checkpoint(args.resume).epoch  # a damaged file fails here, in one line
     ds = load_dataset(args.dataset, data_dir=args.data_dir, subset=args.subset,
                       test_subset=args.test_subset, seed=args.seed)
     model_cfg = {"name": args.model, "num_classes": int(ds.num_classes),
@@ -100,14 +116,41 @@ def cmd_train(args) -> int:
                   progress=not args.no_progress, resume=args.resume,
                   callback=None if args.json else report, config=config, budget=budget)
     last = history.last
+    trained = len(history.epochs) - start
+    if trained == 0:  # the checkpoint already holds --epochs epochs: fit wrote nothing
+        if args.json:
+            _print_json({"out": None, "checkpoint": str(args.resume), "history": None,
+                         "config": history.config, "final": last, "trained_epochs": 0,
+                         "total_time_s": 0.0})
+        else:
+            print(f"nothing to train: {args.resume} already holds {start} epochs "
+                  f"(--epochs {args.epochs}); nothing written. Raise --epochs to continue it.")
+        return 0
     if args.json:
         _print_json({"out": str(out), "checkpoint": str(out / "last.npz"),
                      "history": str(out / "history.json"), "config": history.config,
-                     "final": last, "total_time_s": sum(r["time_s"] for r in history.epochs)})
+                     "final": last, "trained_epochs": trained,
+                     "total_time_s": sum(r["time_s"] for r in history.epochs)})
     else:
         print(f"test accuracy {last['test_acc']:.4f} after {last['epoch']} epochs; "
               f"checkpoint {out / 'last.npz'}")
     return 0
+
+
+def _check_train_out(out: Path, resume, force: bool) -> None:
+    """``--out`` must be a folder (or not exist) and hold no earlier run, unless ``--force``
+    or ``--resume`` continues the run it holds."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} exists and is not a folder")
+    held = [out / name for name in ("last.npz", "history.json") if (out / name).exists()]
+    if not held or force:
+        return
+    last = out / "last.npz"
+    if resume is not None and last.exists() and Path(resume).resolve() == last.resolve():
+        return
+    raise ValueError(f"--out {str(out)!r} already holds a run ({held[0]}); "
+                     f"--resume {last} continues it, --force overwrites it, "
+                     f"or choose another --out")
 
 
 # ---- eval ----------------------------------------------------------------
@@ -226,7 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR",
                    help="output folder; default runs/<dataset>_<model>_<lccl>_<placement>_s<seed>")
     p.add_argument("--resume", metavar="CHECKPOINT",
-                   help="continue a run from its last.npz (same settings)")
+                   help="continue a run from its last.npz (same model, data and settings; "
+                        "--epochs may grow)")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite the run already in --out (refused otherwise, unless "
+                        "--resume continues it)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
@@ -260,8 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=MODEL_NAMES, required=True, metavar="MODEL",
                    help=f"one of {', '.join(MODEL_NAMES)}")
     p.add_argument("--lccl", choices=LCCL_KINDS, default="none")
-    p.add_argument("--input-size", type=positive_int, metavar="S",
-                   help="input height = width; default 28 for mnist-resnet, else 32")
+    p.add_argument("--input-size", type=bounded_int(MAX_FLOPS_INPUT), metavar="S",
+                   help=f"input height = width, 1 to {MAX_FLOPS_INPUT}; default 28 for "
+                        "mnist-resnet, else 32 (the table runs one forward pass of a zero "
+                        "image, whose time and memory grow as S^2)")
     p.add_argument("--density", type=non_negative_float, metavar="R",
                    help="fraction of the expensive convs' output cells computed (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -284,7 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=positive_int, metavar="N")
     p.add_argument("--no-resnet18", action="store_true", help="skip the ResNet-18 layers")
     p.add_argument("--quick", action="store_true", help="small batches, 2 repeats")
-    p.add_argument("--out", metavar="FILE", help="also write the results as JSON to FILE")
+    p.add_argument("--out", metavar="FILE", help="also write the results as JSON to FILE "
+                                                 "(an existing FILE only with --force)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out FILE")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_bench)
 

@@ -76,7 +76,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._checks import check_float_array
+from ._checks import check_float_array, effective_stride
 from .functional.batchnorm import bn_affine
 from .kernels.cheap import ROWS, ROWS_MAX_C, conv3x3_rows
 from .kernels.fused import _pre_value, fused_buffer, fused_image, fused_tables
@@ -390,7 +390,8 @@ class _Builder:
         c, h, w = self.values[src]
         wt = conv.weight.data
         t, _, kh, kw = wt.shape
-        (sh, sw), (ph, pw) = conv.stride, conv.padding
+        (ph, pw) = conv.padding
+        sh, sw = effective_stride(h, w, conv.stride, conv.padding)
         ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
         t_pad, band = self._band(t, wo)
         band = min(ho, band)
@@ -422,7 +423,8 @@ class _Builder:
         conv, cconv = layer.conv, layer.cheap_conv
         wt = conv.weight.data
         t, _, kh, kw = wt.shape
-        (sh, sw), (ph, pw), (cph, cpw) = conv.stride, conv.padding, cconv.padding
+        (ph, pw), (cph, cpw) = conv.padding, cconv.padding
+        sh, sw = effective_stride(h, w, conv.stride, conv.padding)
         ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
         w_f, b_f = layer._folded_cheap()  # (1, C, kh', kw'), (1,)
         khc, kwc = w_f.shape[2:]
@@ -450,7 +452,9 @@ class _Builder:
 
     def add_subsampled(self, dst, src, stride):
         """``dst[:C] += src[:, ::s, ::s]``: in place, ``dst`` stays live."""
-        self._row(OP_ADD_SUB, self.values[src], self.values[dst], sh=stride)
+        c, h, w = self.values[src]
+        sh = min(stride, max(h, w))  # as effective_stride: the same cells, a bounded int
+        self._row(OP_ADD_SUB, self.values[src], self.values[dst], sh=sh)
         self.uses.append(((src, dst), dst))
 
     def head(self, src, pre, fc):

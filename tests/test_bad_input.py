@@ -265,6 +265,26 @@ def test_softmax_cross_entropy_rejects(logits, labels, exc, msg):
         F.softmax_cross_entropy(logits, labels)
 
 
+def test_gate_and_density_reject():
+    with pytest.raises(ValueError, match=r"gate must be one of \('relu', 'clip'\), got 'tanh'"):
+        F.gate_forward(rnd(2, 3), "tanh")
+    with pytest.raises(TypeError, match=r"z must have dtype float32 or float64"):
+        F.gate_forward(np.ones(3, np.int32), "relu")
+    _, cache = F.gate_forward(rnd(2, 3), "clip")
+    with pytest.raises(ValueError, match=r"dv must have shape \(2, 3\), got \(3, 2\)"):
+        F.gate_backward(rnd(3, 2), cache)
+    with pytest.raises(TypeError, match=r"dv has dtype float32"):
+        F.gate_backward(rnd(2, 3, dtype=f32), cache)
+    with pytest.raises(TypeError, match=r"z must be a numpy.ndarray, got list"):
+        F.density_forward([1.0, -1.0])
+    _, cache = F.density_forward(rnd(2, 3))
+    with pytest.raises(TypeError, match=r"dd must be a number"):
+        F.density_backward(np.ones(2), cache)
+    with pytest.raises(ValueError, match=r"tau must be > 0, got -1"):
+        F.density_backward(1.0, cache, tau=-1)
+    assert F.GATES == ("relu", "clip")
+
+
 def test_every_public_function_is_covered():
     # a new public function must come with its bad-input tests here
     covered = {
@@ -273,6 +293,7 @@ def test_every_public_function_is_covered():
         "conv2d_backward", "conv2d_forward", "conv2d_naive", "fold_into_conv",
         "global_avg_pool_backward", "global_avg_pool_forward", "im2col", "im2col_naive",
         "linear_backward", "linear_forward", "relu_backward", "relu_forward",
-        "softmax_cross_entropy",
+        "softmax_cross_entropy", "GATES", "gate_forward", "gate_backward", "density_forward",
+        "density_backward",
     }
     assert set(F.__all__) == covered

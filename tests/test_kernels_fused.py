@@ -292,9 +292,10 @@ def _row_list_py(vin, vout, mout, qs, base, um, q0, b0):
 @given(wo=st.integers(0, 40), start=st.integers(0, 5), dtype=st.sampled_from(DTYPES),
        seed=st.integers(0, 2**16), p=st.floats(0, 1))
 def test_compact_lists_the_positive_cells_in_order(wo, start, dtype, seed, p):
-    """The IR row step is the scalar definition: V' = max(vin, 0) (0 for NaN), the mask
-    vin > 0, and the positions j with vin[j] > 0 (not 0, not NaN), in order, after the
-    ``start`` entries already listed, which it keeps; whole vectors and the rest."""
+    """The IR row step is the scalar definition: V' = max(vin, 0) (NaN kept), the mask
+    not vin <= 0 (true for NaN: NaN opens the gate), and the positions j of the mask, in
+    order, after the ``start`` entries already listed, which it keeps; whole vectors and
+    the rest."""
     g = np.random.default_rng(seed)
     vin = np.where(g.random(wo) < p, g.random(wo) + 0.5, -g.random(wo)).astype(dtype)
     vin[g.random(wo) < 0.1] = 0.0
@@ -303,10 +304,11 @@ def test_compact_lists_the_positive_cells_in_order(wo, start, dtype, seed, p):
     base = np.full(start + wo, 7, dtype=np.uint64)
     vout, mout = np.full(wo, -3.0, dtype), np.zeros(wo, np.bool_)
     um = _row_list_py(vin, vout, mout, qs, base, np.uint64(start), 11, np.uint64(100))
-    on = np.flatnonzero(vin > 0)
+    gate = ~(vin <= 0)
+    on = np.flatnonzero(gate)
     assert um == start + on.size
-    np.testing.assert_array_equal(vout, np.where(vin > 0, vin, 0))
-    np.testing.assert_array_equal(mout, vin > 0)
+    np.testing.assert_array_equal(vout, np.where(gate, vin, 0))  # NaN == NaN here
+    np.testing.assert_array_equal(mout, gate)
     np.testing.assert_array_equal(qs[:start], -7)
     np.testing.assert_array_equal(base[:start], 7)
     np.testing.assert_array_equal(qs[start: start + on.size], 11 + on)
@@ -341,10 +343,11 @@ def test_band_list_is_the_rows_one_after_another(ho, i0, wo, gap, dtype, seed, p
     base = np.full(ho * wo + 8, 7, dtype=np.uint64)
     m = _band_list_py(vflat, vrow, mrow, qs, base, i0, ho, q0, wo, wq)
     band = np.stack([vflat[i * wq: i * wq + wo] for i in range(i0, i0 + ho)])  # (ho, wo)
-    on_i, on_j = np.nonzero(band > 0)
+    gate = ~(band <= 0)  # NaN opens the gate
+    on_i, on_j = np.nonzero(gate)
     assert m == on_i.size
-    np.testing.assert_array_equal(vrow[q0:], np.where(band > 0, band, 0).ravel())
-    np.testing.assert_array_equal(mrow[q0:], (band > 0).ravel())
+    np.testing.assert_array_equal(vrow[q0:], np.where(gate, band, 0).ravel())
+    np.testing.assert_array_equal(mrow[q0:], gate.ravel())
     np.testing.assert_array_equal(vrow[:q0], -3.0)
     np.testing.assert_array_equal(qs[:m], on_i * wo + on_j)
     np.testing.assert_array_equal(base[:m], (on_i + i0) * wq + on_j)

@@ -8,6 +8,7 @@ import types
 
 import numpy as np
 import pytest
+from lcclhelp import float32_tolerance
 
 from lccl_ref.nn import BatchNorm2d, Conv2d, GlobalAvgPool, Linear, Module, ReLU, Sequential
 from lccl_ref.nn.lccl import LCCLConv2d
@@ -133,7 +134,11 @@ def test_evaluate_counts_macs_by_hand_and_batches_agree():
     a = evaluate(net, ds.x_test, ds.y_test, batch_size=32)
     b = evaluate(net, ds.x_test, ds.y_test, batch_size=5)  # uneven last batch
     assert a["accuracy"] == b["accuracy"]
-    assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    # each batching's float32 logits lie within tol of the float64 ones (lcclhelp), and a
+    # cross-entropy moves by at most 2 max|d logit| (its gradient, softmax - onehot, has
+    # L1 norm <= 2): the two mean losses differ by at most 4 tol
+    _, tol, _ = float32_tolerance(net, ds.x_test)
+    assert abs(a["loss"] - b["loss"]) <= 4 * tol
     assert list(a["lccl"]) == ["3"] and a["lccl"]["3"] == pytest.approx(b["lccl"]["3"])
     d = a["lccl"]["3"]
     assert 0.0 < d < 1.0
@@ -312,6 +317,113 @@ def test_resume_equals_uninterrupted_run(tmp_path, schedule, augment):
 def test_resume_refuses_other_settings(tmp_path):
     ds = synthetic()
     fit(tiny_net(), ds, 1, batch_size=16, lr=0.1, progress=False, out_dir=tmp_path)
-    with pytest.raises(ValueError, match="lr=0.1"):
+    with pytest.raises(ValueError, match=r"train\.lr is 0\.1 in the checkpoint but 0\.2 here"):
         fit(tiny_net(), ds, 2, batch_size=16, lr=0.2, progress=False,
             resume=tmp_path / "last.npz")
+
+
+CONFIG = {"model": {"name": "tiny", "lccl": "kxkxCx1", "placement": "aft-aft", "num_classes": 3},
+          "data": {"name": "synthetic", "subset": None, "test_subset": 32, "seed": 0,
+                   "data_dir": "/data/a", "source": "folder /data/a"}}
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("model", "lccl", "1x1xCx1"), ("model", "placement", "bef-bef"), ("model", "name", "other"),
+    ("data", "name", "mnist"), ("data", "subset", 40), ("data", "test_subset", None),
+    ("data", "seed", 1), ("model", "extra", True)])
+def test_resume_refuses_another_model_or_data_naming_the_field(tmp_path, section, key, value):
+    ds = synthetic()
+    fit(tiny_net(), ds, 1, batch_size=16, progress=False, out_dir=tmp_path, config=CONFIG)
+    other = {**CONFIG, section: {**CONFIG[section], key: value}}
+    with pytest.raises(ValueError, match=rf"cannot resume.*{section}\.{key} is "):
+        fit(tiny_net(), ds, 2, batch_size=16, progress=False, resume=tmp_path / "last.npz",
+            config=other)
+    # where the data files were found may change
+    moved = {**CONFIG, "data": {**CONFIG["data"], "data_dir": "/b", "source": "folder /b"}}
+    h = fit(tiny_net(), ds, 2, batch_size=16, progress=False, resume=tmp_path / "last.npz",
+            config=moved)
+    assert [r["epoch"] for r in h.epochs] == [1, 2]
+
+
+def test_resume_of_a_finished_run_trains_and_writes_nothing(tmp_path):
+    ds = synthetic()
+    fit(tiny_net(), ds, 2, batch_size=16, progress=False, out_dir=tmp_path / "a")
+    for epochs in (2, 1):
+        h = fit(tiny_net(), ds, epochs, batch_size=16, progress=False,
+                out_dir=tmp_path / "fresh", resume=tmp_path / "a" / "last.npz")
+        assert [r["epoch"] for r in h.epochs] == [1, 2]
+    assert not (tmp_path / "fresh").exists()
+
+
+def _rewrite(src, dst, extra_member=None, **entries):
+    """``src``'s arrays with ``entries`` replaced (str values as 0-d JSON strings)."""
+    arrays = dict(np.load(src, allow_pickle=False))
+    arrays.update({k: np.array(v) for k, v in entries.items()})
+    np.savez(dst, **arrays)
+    if extra_member is not None:
+        import zipfile
+
+        with zipfile.ZipFile(dst, "a") as z:
+            z.writestr(*extra_member)
+    return dst
+
+
+@pytest.mark.parametrize("change, words", [
+    (dict(config="[1, 2]"), r"config must be a JSON object, got list"),
+    (dict(history="[1]"), r"history must be a JSON object, got list"),
+    (dict(history='{"epochs": {"a": 1}}'), r"history.epochs must be a list"),
+    (dict(history='{"epochs": [1]}'), r"history.epochs\[0\] must be a JSON object"),
+    (dict(rng_state='"PCG64"'), r"rng_state must be a JSON object"),
+    (dict(config='{"model": "resnet20"}'), r"config.model must be a JSON object, got str"),
+    (dict(config='{"data": [1]}'), r"config.data must be a JSON object"),
+    (dict(epoch=np.int64(-5)), r"epoch must be a non-negative int, got -5"),
+    (dict(epoch=1.5), r"epoch must be a non-negative int, got 1.5"),
+    (dict(epoch=np.array([1, 2])), r"epoch must be a non-negative int"),
+    (dict(extra_member=("notes.txt", "hello")), r"member 'notes.txt' is not an array"),
+    (dict(extra_member=("config", "{}")), r"member 'config' is not an array"),
+])
+def test_load_checkpoint_refuses_entries_of_the_wrong_type(tmp_path, change, words):
+    fit(tiny_net(), synthetic(), 1, batch_size=16, progress=False, out_dir=tmp_path)
+    bad = _rewrite(tmp_path / "last.npz", tmp_path / "bad.npz", **change)
+    with pytest.raises(ValueError, match=words):
+        load_checkpoint(bad)
+
+
+def test_a_save_removes_the_temporary_files_of_an_interrupted_one(tmp_path):
+    """A kill between writing the temporary file and os.replace leaves ``last.npz*.tmp``
+    (51 MB after 8 kills); the next save of the same file removes them, and
+    history.json goes through a temporary file too."""
+    ds = synthetic()
+    fit(tiny_net(), ds, 1, batch_size=16, progress=False, out_dir=tmp_path)
+    stale = [tmp_path / "last.npzk1ll3d_a.tmp", tmp_path / "last.npzk1ll3d_b.tmp",
+             tmp_path / "history.jsonk1ll3d.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a checkpoint")
+    keep = tmp_path / "other.tmp"
+    keep.write_bytes(b"not ours")
+    fit(tiny_net(), ds, 2, batch_size=16, progress=False, out_dir=tmp_path,
+        resume=tmp_path / "last.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json", "last.npz",
+                                                          "other.tmp"]
+    assert load_checkpoint(tmp_path / "last.npz").epoch == 2
+
+
+def test_an_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):
+    from lccl_ref.train import checkpoint as ckmod
+
+    ds = synthetic()
+    net = tiny_net()
+    fit(net, ds, 1, batch_size=16, progress=False, out_dir=tmp_path)
+    before = (tmp_path / "history.json").read_bytes()
+
+    def killed(src, dst):  # the save dies before the rename: the old file stays whole
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckmod.os, "replace", lambda *a: killed(*a))
+    with pytest.raises(KeyboardInterrupt):
+        fit(net, ds, 2, batch_size=16, progress=False, out_dir=tmp_path,
+            resume=tmp_path / "last.npz")
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "last.npz").epoch == 1
+    assert (tmp_path / "history.json").read_bytes() == before
+    assert not list(tmp_path.glob("*.tmp"))

@@ -232,7 +232,7 @@ def _affine_relu(x, s, h, relu, y):
             if relu:
                 for e in range(src.shape[0]):
                     v = src[e] * a + b
-                    dst[e] = v if v > zero else zero
+                    dst[e] = zero if v <= zero else v  # NaN stays NaN, as np.maximum
             else:
                 for e in range(src.shape[0]):
                     dst[e] = src[e] * a + b

@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._blas import warm_up as _warm_up_blas
-from .._checks import check_float_array, check_same_dtype, check_shape, conv_output_size, pair
+from .._checks import check_conv_args, check_float_array, check_same_dtype, check_shape
 from .im2col import add_windows, sliding_windows
 
 #: Target number of im2col rows (output cells) per GEMM.
@@ -48,25 +48,6 @@ CHUNK_ROWS = 1024
 #: :func:`_forward_shifted_rows` (measured: 1.4x instead of 1.8x PyTorch's time at
 #: C = 16; no gain from C = 32 on, where the GEMM dominates).
 SHIFTED_ROWS_MAX_C = 16
-
-
-def _check_conv_args(x, w, b, stride, padding):
-    check_float_array("x", x, ndim=4)
-    check_float_array("w", w, ndim=4)
-    if b is not None:
-        check_float_array("b", b, ndim=1)
-    check_same_dtype(x=x, w=w, b=b)
-    if w.shape[1] != x.shape[1]:
-        raise ValueError(
-            f"channel mismatch: x has C={x.shape[1]} channels (shape {x.shape}) but "
-            f"w expects C={w.shape[1]} (shape {w.shape}, layout (T, C, kh, kw))"
-        )
-    if b is not None and b.shape[0] != w.shape[0]:
-        raise ValueError(f"b must have shape ({w.shape[0]},) to match w, got {b.shape}")
-    s = pair("stride", stride, 1)
-    p = pair("padding", padding, 0)
-    ho, wo = conv_output_size(x.shape[2], x.shape[3], w.shape[2], w.shape[3], s, p)
-    return s, p, ho, wo
 
 
 def weight_matrix(w: np.ndarray) -> np.ndarray:
@@ -99,6 +80,9 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0):
     w : ndarray, (T, C, kh, kw), same dtype as ``x``
     b : ndarray, (T,), or None
     stride, padding : int or (int, int)
+        ``stride >= 1``, ``0 <= padding <= MAX_PADDING`` (1024); a stride beyond the
+        padded input reads one window, as the padded size does (``_checks.conv_geometry``,
+        the check every convolution makes).
 
     Returns
     -------
@@ -109,7 +93,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0):
         less memory; so do not modify ``x`` in place before the backward pass),
         ``w``, whether there is a bias, stride, padding and the output size.
     """
-    s, p, ho, wo = _check_conv_args(x, w, b, stride, padding)
+    s, p, ho, wo = check_conv_args(x, w, b, stride, padding)
     _warm_up_blas()  # once per process: see lccl_ref/_blas.py (2x faster GEMMs)
     cache = (x, w, b is not None, s, p, (ho, wo))
     if s == (1, 1) and x.shape[1] <= SHIFTED_ROWS_MAX_C:
@@ -266,7 +250,7 @@ def conv2d_naive(x, w, b=None, stride=1, padding=0):
 
     Same arguments and output ``y`` as :func:`conv2d_forward` (no cache).
     """
-    (sh, sw), (ph, pw), ho, wo = _check_conv_args(x, w, b, stride, padding)
+    (sh, sw), (ph, pw), ho, wo = check_conv_args(x, w, b, stride, padding)
     n = x.shape[0]
     t, _, kh, kw = w.shape
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))

@@ -96,6 +96,8 @@ def density_backward(dd, cache, tau=1.0):
     it -- also in a dead layer, whose ``z <= 0`` gets no gradient through the gate.
     """
     z = cache
+    if isinstance(dd, bool) or not isinstance(dd, (int, float, np.integer, np.floating)):
+        raise TypeError(f"dd must be a number (dL/dd), got {type(dd).__name__}")
     if not tau > 0:
         raise ValueError(f"tau must be > 0, got {tau!r}")
     s = 1.0 / (1.0 + np.exp(-z.astype(np.float64) / tau))  # sigmoid(z / tau)

@@ -28,15 +28,13 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .._checks import check_float_array, conv_output_size, pair
+from .._checks import check_float_array, conv_geometry, pair
 
 
 def _prepare(x, kernel_size, stride, padding, name="x"):
     check_float_array(name, x, ndim=4)
     kh, kw = pair("kernel_size", kernel_size, 1)
-    s = pair("stride", stride, 1)
-    p = pair("padding", padding, 0)
-    ho, wo = conv_output_size(x.shape[2], x.shape[3], kh, kw, s, p)
+    s, p, (ho, wo) = conv_geometry(x.shape[2], x.shape[3], kh, kw, stride, padding)
     return kh, kw, s, p, ho, wo
 
 
@@ -50,9 +48,7 @@ def _prepare_cols(cols, x_shape, kernel_size, stride, padding):
         raise ValueError(f"x_shape must hold positive ints (N, C, H, W), got {x_shape!r}")
     n, c, h, w = (int(v) for v in x_shape)
     kh, kw = pair("kernel_size", kernel_size, 1)
-    s = pair("stride", stride, 1)
-    p = pair("padding", padding, 0)
-    ho, wo = conv_output_size(h, w, kh, kw, s, p)
+    s, p, (ho, wo) = conv_geometry(h, w, kh, kw, stride, padding)
     if cols.shape != (n, ho, wo, kh, kw, c):
         raise ValueError(
             f"cols must have shape {(n, ho, wo, kh, kw, c)} (N, Ho, Wo, kh, kw, C) for "

@@ -39,10 +39,10 @@ def fma(builder, vty):
 
 
 def pre_value(builder, v, a, b, has_pre):
-    """``max(v * a + b, 0)`` (0 for NaN) if the i1 ``has_pre``, else ``v``: the folded
+    """``max(v * a + b, 0)`` (NaN for NaN) if the i1 ``has_pre``, else ``v``: the folded
     BN-ReLU of the copies, a multiply and an add (not an FMA: the rounding of
     ``F.batchnorm.affine_relu_unchecked``); ``a``, ``b`` vectors like ``v``."""
     zero = ir.Constant(v.type, [0.0] * v.type.count)
     f = builder.fadd(builder.fmul(v, a), b)
-    f = builder.select(builder.fcmp_ordered(">", f, zero), f, zero)
+    f = builder.select(builder.fcmp_unordered(">", f, zero), f, zero)  # ugt: NaN kept
     return builder.select(has_pre, f, v)

@@ -7,6 +7,9 @@ single output channel, and at inference its BN is folded into the conv
     V'[n, i, j] = max(0, b + sum_{c, p, q} w[c, p, q] * x[n, c, i*sh + p - ph, j*sw + q - pw])
     mask        = V' > 0                       (N, Ho, Wo), shared by all T channels
 
+(``V'`` NaN where the sum is NaN, and the mask true there: NaN opens the gate, see
+:class:`~lccl_ref.nn.LCCLConv2d`.)
+
 with the taps that fall into the zero padding adding nothing.
 
 How (:func:`cheap_single`, one Numba call, NCHW, ``x`` only read):
@@ -105,7 +108,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.numpy_support import carray
 
-from .._checks import check_float_array, check_same_dtype, conv_output_size, pair
+from .._checks import check_conv_args, check_float_array, effective_stride
 from ._ir import array_lanes, fma, splat, vector_ptr
 from .vector import _stack_ptr, copy_image
 
@@ -132,21 +135,19 @@ def cheap_single(x, w, b, stride=1, padding=0):
     v : ndarray, (N, Ho, Wo), dtype of ``x``
         ``max(conv_w(x) + b, 0)``: the cheap branch ``V'`` of its one channel.
     mask : ndarray of bool, (N, Ho, Wo)
-        ``v > 0``.
+        ``v > 0``, and true where ``v`` is NaN.
     active : int
         The number of true cells of ``mask``.
     """
     check_float_array("x", x, ndim=4)
     check_float_array("w", w, ndim=4)
     check_float_array("b", b, ndim=1)
-    check_same_dtype(x=x, w=w, b=b)
     if w.shape[0] != 1 or w.shape[1] != x.shape[1]:
         raise ValueError(f"w must have shape (1, {x.shape[1]}, kh, kw) for x of shape "
                          f"{x.shape}, got {w.shape}")
     if b.shape != (1,):
         raise ValueError(f"b must have shape (1,), got {b.shape}")
-    stride, padding = pair("stride", stride, 1), pair("padding", padding, 0)
-    conv_output_size(x.shape[2], x.shape[3], w.shape[2], w.shape[3], stride, padding)
+    stride, padding, _, _ = check_conv_args(x, w, b, stride, padding)
     return cheap_single_unchecked(x, w, b, stride, padding)
 
 
@@ -156,8 +157,8 @@ def cheap_single_unchecked(x, w, b, stride, padding):
     ``stride`` and ``padding`` are ``(int, int)`` pairs.  :class:`~lccl_ref.nn.LCCLConv2d`
     calls it at every eval forward: at batch 1 the checks cost as much as the kernel.
     """
-    (sh, sw), (ph, pw) = stride, padding
     n, c, h, wd = x.shape
+    (sh, sw), (ph, pw) = effective_stride(h, wd, stride, padding), padding
     kh, kw = w.shape[2], w.shape[3]
     ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
     v = np.empty((n, ho, wo), dtype=x.dtype)
@@ -608,7 +609,7 @@ def _cheap_single(x, wt, b, sh, sw, ph, pw, v, mask):
                 orow, mrow = v[n0 + nl, i], mask[n0 + nl, i]
                 for j in range(wo):
                     val = src[j]
-                    on = val > zero
+                    on = not val <= zero  # NaN opens the gate (LCCLConv2d)
                     orow[j] = val if on else zero
                     mrow[j] = on
                     active += on

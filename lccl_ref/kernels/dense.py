@@ -31,9 +31,9 @@ that GEMM).
 
 from __future__ import annotations
 
+from .._checks import check_conv_args, effective_stride
 from ..functional import conv2d_forward
 from ..functional.batchnorm import affine_relu_unchecked
-from ..functional.conv import _check_conv_args
 from ._tune import fastest
 from .vector import vector_conv
 
@@ -61,7 +61,7 @@ def conv2d_inference(x, w, b=None, stride=1, padding=0, method="auto"):
     y : ndarray, (N, T, Ho, Wo), dtype of ``x``: ``conv2d_forward(x, w, b, ...)[0]``
         up to float rounding.
     """
-    stride, padding, _, _ = _check_conv_args(x, w, b, stride, padding)
+    stride, padding, _, _ = check_conv_args(x, w, b, stride, padding)
     if method not in DENSE_METHODS:
         raise ValueError(f"method must be one of {DENSE_METHODS}, got {method!r}")
     return conv2d_inference_unchecked(x, w, b, stride, padding, method)
@@ -71,7 +71,7 @@ def conv2d_inference_unchecked(x, w, b, stride, padding, method="auto", pre=None
     """:func:`conv2d_inference` without the argument checks (``stride``, ``padding``
     as int pairs), for eval-mode ``Conv2d``, which checks ``x`` against its own weight.
     ``pre``: None, or ``(s, h)`` (C,) arrays: the conv reads ``max(x * s[c] + h[c], 0)``."""
-    (sh, sw), (ph, pw) = stride, padding
+    (sh, sw), (ph, pw) = effective_stride(x.shape[2], x.shape[3], stride, padding), padding
     ho = (x.shape[2] + 2 * ph - w.shape[2]) // sh + 1
     wo = (x.shape[3] + 2 * pw - w.shape[3]) // sw + 1
     if method == "auto":

@@ -4,7 +4,7 @@ For the ``kxkxCx1`` and ``1x1xCx1`` cheap kernels (one cheap output channel,
 BN folded in) the eval forward of :class:`~lccl_ref.nn.LCCLConv2d` is::
 
     V'   = max(conv_{w_c}(x) + b_c, 0)            (N, Ho, Wo)      cheap branch
-    mask = V' > 0                                 shared by all T channels
+    mask = V' > 0                                 shared by all T channels (NaN: true)
     O    = conv_W(x) * V'  where mask, else 0     (N, T, Ho, Wo)
 
 Done as two calls (:func:`.cheap.cheap_single_unchecked`, then the
@@ -96,8 +96,14 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .._checks import check_float_array, check_same_dtype, conv_output_size, pair
-from ..functional.conv import _check_conv_args
+from .._checks import (
+    check_conv_args,
+    check_float_array,
+    check_same_dtype,
+    conv_geometry,
+    effective_stride,
+    pair,
+)
 from ._ir import array_lanes, pre_value, splat, vector_ptr
 from .cheap import ROWS, row_sweeps_3x3, row_sweeps_3x3_s2, tap_sweeps
 from .vector import (
@@ -134,7 +140,7 @@ def lccl_shared_eval(x, w, w_cheap, b_cheap, stride=1, padding=0, cheap_padding=
     v : ndarray, (N, Ho, Wo), dtype of ``x``
         ``V' = max(conv_{w_cheap}(x) + b_cheap, 0)``.
     mask : ndarray of bool, (N, Ho, Wo)
-        ``v > 0``.
+        ``v > 0``, and true where ``v`` is NaN (see :class:`~lccl_ref.nn.LCCLConv2d`).
     active : int
         The number of true cells of ``mask`` (positions, not cells times T).
     macs_expensive : int
@@ -147,14 +153,14 @@ def lccl_shared_eval(x, w, w_cheap, b_cheap, stride=1, padding=0, cheap_padding=
     ``V' > 0``; the cost is ``r XYTk^2C`` MACs for the expensive conv plus
     ``XYk'^2C`` for the cheap one (the LCCL rows of "Cost and speed-up").
     """
-    (sh, sw), (ph, pw), ho, wo = _check_conv_args(x, w, None, stride, padding)
+    (sh, sw), (ph, pw), ho, wo = check_conv_args(x, w, None, stride, padding)
     check_float_array("w_cheap", w_cheap, ndim=4)
     check_float_array("b_cheap", b_cheap, ndim=1)
     check_same_dtype(x=x, w_cheap=w_cheap, b_cheap=b_cheap)
     c, kh, kw = w.shape[1:]
-    if w_cheap.shape[0] != 1 or w_cheap.shape[1] != c:
-        raise ValueError(f"w_cheap must have shape (1, {c}, kh', kw') for x of shape "
-                         f"{x.shape}, got {w_cheap.shape}")
+    if w_cheap.shape[0] != 1 or w_cheap.shape[1] != c or min(w_cheap.shape[2:]) < 1:
+        raise ValueError(f"w_cheap must have shape (1, {c}, kh', kw') with kh', kw' >= 1 "
+                         f"for x of shape {x.shape}, got {w_cheap.shape}")
     if b_cheap.shape != (1,):
         raise ValueError(f"b_cheap must have shape (1,), got {b_cheap.shape}")
     cph, cpw = pair("cheap_padding", cheap_padding, 0)
@@ -165,7 +171,7 @@ def lccl_shared_eval(x, w, w_cheap, b_cheap, stride=1, padding=0, cheap_padding=
             f"the cheap window ({khc}, {kwc}) with cheap_padding {(cph, cpw)} must lie inside "
             f"the expensive window ({kh}, {kw}) with padding {(ph, pw)}: need "
             f"0 <= padding - cheap_padding and padding - cheap_padding + kernel <= {(kh, kw)}")
-    cheap_out = conv_output_size(x.shape[2], x.shape[3], khc, kwc, (sh, sw), (cph, cpw))
+    _, _, cheap_out = conv_geometry(x.shape[2], x.shape[3], khc, kwc, (sh, sw), (cph, cpw))
     if cheap_out != (ho, wo):
         raise ValueError(f"the cheap conv gives outputs of size {cheap_out} but the expensive "
                          f"conv {(ho, wo)}; choose cheap_padding so that they agree")
@@ -181,8 +187,9 @@ def lccl_shared_eval_unchecked(x, w, w_cheap, b_cheap, stride, padding, cheap_pa
     weights and its checked ``x``).  ``pre``: None, or ``(s, h)`` (C,) arrays:
     both convolutions read ``max(x * s[c] + h[c], 0)``.
     """
-    (sh, sw), (ph, pw), (cph, cpw) = stride, padding, cheap_padding
     n, c, h, wd = x.shape
+    (sh, sw), (ph, pw), (cph, cpw) = effective_stride(h, wd, stride, padding), padding, \
+        cheap_padding
     t, _, kh, kw = w.shape
     ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
     tb = channel_block(t)
@@ -204,7 +211,7 @@ def _pre_value(v, a, b, has_pre, zero):
     """``max(v * a + b, 0)`` with ``has_pre`` (the folded BN-ReLU, no FMA), else ``v``."""
     if has_pre:
         v = v * a + b
-        return v if v > zero else zero
+        return zero if v <= zero else v  # NaN stays NaN, as np.maximum
     return v
 
 
@@ -269,9 +276,10 @@ def _compact(typingctx, vin, vout, mout, qs, base, um, q0, b0, nv, rows, ws, wd)
 
     Row ``r`` reads ``vin[r*ws:]`` and writes ``vout[r*wd:]``, ``mout[r*wd:]``.  For
     ``j < nv * L`` (``L`` = 8 float32 or 4 float64 lanes): ``vout[r*wd + j] =
-    max(vin[r*ws + j], 0)`` (0 for NaN), ``mout[r*wd + j] = vin[r*ws + j] > 0``, and
-    for the positive cells, in order from ``qs[um]`` and ``base[um]`` on: ``qs = q0 +
-    r*wd + j``, ``base = b0 + r*ws + j``; returns the new ``um``.  Per vector: one
+    max(vin[r*ws + j], 0)`` (NaN for NaN), ``mout[r*wd + j] = not vin[r*ws + j] <= 0``
+    (true for NaN, see :class:`~lccl_ref.nn.LCCLConv2d`), and for those cells, in order
+    from ``qs[um]`` and ``base[um]`` on: ``qs = q0 + r*wd + j``, ``base = b0 + r*ws + j``;
+    returns the new ``um``.  Per vector: one
     compare, a select and the mask bytes stored, its lane bits (``movmsk``)
     index :func:`_lane_lists` for the lanes to keep, which are stored as two whole
     vectors (lanes past the count are overwritten by the next step, and never
@@ -312,7 +320,7 @@ def _compact(typingctx, vin, vout, mout, qs, base, um, q0, b0, nv, rows, ws, wd)
             with cgutils.for_range(builder, nv_v) as loop:
                 j = builder.mul(loop.index, ir.Constant(i64, lanes))
                 v = builder.load(vector_ptr(builder, vr, j, vty), align=size)
-                on = builder.fcmp_ordered(">", v, zero)
+                on = builder.fcmp_unordered(">", v, zero)  # ugt: true for NaN
                 builder.store(builder.select(on, v, zero), vector_ptr(builder, orow, j, vty),
                               align=size)
                 builder.store(builder.zext(on, ir.VectorType(i8, lanes)),
@@ -344,7 +352,7 @@ def _row_list(vin, vout, mout, qs, base, um, q0, b0):
     um = _compact(vin, vout, mout, qs, base, um, q0, b0, wo // lanes, 1, 0, 0)
     for j in range(wo // lanes * lanes, wo):
         val = vin[j]
-        on = val > zero
+        on = not val <= zero  # true for NaN
         vout[j] = val if on else zero
         mout[j] = on
         qs[um] = q0 + j
@@ -546,13 +554,13 @@ def fused_image(xn, xb, off, toff, wt, bias, rowmap, cols, even, odd, hq, wq, wb
                 for q in range(q1 - q0):
                     s = sb[q]
                     val = ot[q] * s  # computed first: with the product inside the
-                    yt[q] = val if s > zero else zero  # select, LLVM branched (+1.5 ms)
+                    yt[q] = zero if s <= zero else val  # select, LLVM branched (+1.5 ms)
             else:
                 rt = res[t, q0:q1]
                 for q in range(q1 - q0):
                     s = sb[q]
                     val = ot[q] * s
-                    yt[q] = (val if s > zero else zero) + rt[q]
+                    yt[q] = (zero if s <= zero else val) + rt[q]
     return active, macs
 
 

@@ -72,8 +72,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .._checks import check_conv_args, effective_stride
 from ..functional.batchnorm import affine_relu_unchecked
-from ..functional.conv import _check_conv_args, weight_matrix
+from ..functional.conv import weight_matrix
 from ..functional.im2col import pad_nhwc
 from ._tune import fastest
 from .direct import direct_per_channel, direct_shared
@@ -158,7 +159,7 @@ def gated_conv2d(x, w, mask, b=None, stride=1, padding=0, method="auto", *, scal
     MACs instead of the plain conv's ``XYTk^2C`` (PAPER.md, "Cost and
     speed-up", the ``k^2 r`` / ``Tr`` terms of the LCCL rows).
     """
-    (sh, sw), p, ho, wo = _check_conv_args(x, w, b, stride, padding)
+    (sh, sw), p, ho, wo = check_conv_args(x, w, b, stride, padding)
     n = x.shape[0]
     t, _, kh, kw = w.shape
     per_channel = _check_mask(mask, n, t, ho, wo)
@@ -190,8 +191,9 @@ def gated_conv2d_unchecked(x, w, mask, b, stride, padding, method="auto", scale=
     checks took a fifth of a ResNet-20 layer's gated call.  ``pre``: None, or
     ``(s, h)`` (C,) arrays: the conv reads ``max(x * s[c] + h[c], 0)``.
     """
-    (sh, sw), p = stride, padding
     n, _, h, wd = x.shape
+    stride = effective_stride(h, wd, stride, padding)
+    (sh, sw), p = stride, padding
     t, _, kh, kw = w.shape
     ho, wo = (h + 2 * p[0] - kh) // sh + 1, (wd + 2 * p[1] - kw) // sw + 1
     per_channel = mask.ndim == 4

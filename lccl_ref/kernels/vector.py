@@ -324,7 +324,7 @@ def copy_image(xn, buf, ph, pw, pre_s, pre_h, has_pre):
             if has_pre:
                 for col in range(w):
                     v = src[col] * a + bb
-                    dst[col] = v if v > zero else zero
+                    dst[col] = zero if v <= zero else v  # NaN stays NaN
             else:
                 for col in range(w):
                     dst[col] = src[col]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from .._checks import FLOAT_DTYPES, check_float_array, pair
+from .._checks import FLOAT_DTYPES, MAX_PADDING, check_float_array, conv_geometry, pair
 from ..functional.batchnorm import batchnorm2d_inference_unchecked
 from ..kernels.dense import DENSE_METHODS, conv2d_inference_unchecked
 from .module import Module, Parameter
@@ -61,6 +61,8 @@ class Conv2d(Module):
         self.kernel_size = pair("kernel_size", kernel_size, 1)
         self.stride = pair("stride", stride, 1)
         self.padding = pair("padding", padding, 0)
+        if max(self.padding) > MAX_PADDING:
+            raise ValueError(f"padding must be <= {MAX_PADDING}, got {padding!r}")
         dt = _dtype(dtype)
         kh, kw = self.kernel_size
         std = np.sqrt(2.0 / (in_channels * kh * kw))
@@ -104,10 +106,7 @@ class Conv2d(Module):
         if x.dtype != self.weight.data.dtype:
             raise TypeError(f"x has dtype {x.dtype} but the module is "
                             f"{self.weight.data.dtype} (see Module.astype)")
-        (kh, kw), (ph, pw) = self.kernel_size, self.padding
-        if kh > x.shape[2] + 2 * ph or kw > x.shape[3] + 2 * pw:
-            raise ValueError(f"kernel {self.kernel_size} is larger than the padded input "
-                             f"of x {x.shape} (padding {self.padding})")
+        conv_geometry(x.shape[2], x.shape[3], *self.kernel_size, self.stride, self.padding)
         if self.inference_method not in DENSE_METHODS:
             raise ValueError(f"inference_method must be one of {DENSE_METHODS}, "
                              f"got {self.inference_method!r}")

@@ -19,6 +19,17 @@ is exact: the sparse eval path equals the dense eval path to float tolerance.
 With the BN folded in, the mask is a thresholded linear predictor
 ``conv_{W'_f}(u) + b'_f > 0``.
 
+NaN and infinities (eval mode)
+------------------------------
+Every ReLU keeps a NaN (``ReLU(NaN) = NaN``, as ``np.maximum`` and PyTorch), and
+the mask is ``not V' <= 0``: a NaN cheap pre-activation opens the gate, so the
+NaN reaches ``O`` on the sparse path as it does through ``V' = ReLU(NaN)`` on
+the dense one.  A closed gate (``V' = 0``) gives exactly 0 on both paths,
+whatever ``V`` is there: the sparse path never computes that ``V``, and the
+dense path writes 0 rather than ``V * 0`` (NaN for a NaN or infinite ``V``).
+So the two paths have NaN in the same cells.  Training mode keeps the plain
+product ``V * V'``.
+
 Cheap-branch kinds (``k`` the expensive kernel, ``T`` its output channels):
 
 ========== ======= ======= =========================================
@@ -36,7 +47,7 @@ import numpy as np
 from numba import njit
 
 from .. import functional as F
-from .._checks import check_float_array, check_same_dtype
+from .._checks import check_float_array, check_same_dtype, effective_stride
 from ..functional.batchnorm import affine_relu_unchecked
 from ..functional.gate import GATES
 from ..kernels._tune import fastest
@@ -122,7 +133,8 @@ class LCCLConv2d(Module):
         (``N*Ho*Wo*T'*C*k'*k'``), ``macs_dense`` (``N*Ho*Wo*T*C*k*k``).
         Multiply-accumulates, not FLOPs.
     last_mask : bool ndarray or None
-        The eval mask ``V' > 0``: (N, Ho, Wo) when T' = 1, (N, T, Ho, Wo) when T' = T.
+        The eval mask ``V' > 0`` (true for a NaN ``V'``, see "NaN and infinities" in the
+        module docstring): (N, Ho, Wo) when T' = 1, (N, T, Ho, Wo) when T' = T.
     last_input_shape : tuple
         Shape of ``x`` at the last forward, as for :class:`Conv2d`.
 
@@ -280,8 +292,9 @@ class LCCLConv2d(Module):
                                                bn.running_mean, bn.running_var, False,
                                                bn.momentum, bn.eps)
         conv.last_input_shape = u.shape
-        v_cheap = self._bound(np.maximum(pre, pre.dtype.type(0)))
-        mask = v_cheap[:, 0] > 0 if self.shared_mask else v_cheap > 0  # (N,Ho,Wo) | (N,T,Ho,Wo)
+        v_cheap = self._bound(np.maximum(pre, pre.dtype.type(0)))  # NaN stays NaN
+        shut = v_cheap[:, 0] <= 0 if self.shared_mask else v_cheap <= 0
+        mask = ~shut  # (N, Ho, Wo) | (N, T, Ho, Wo); NaN opens the gate
         return v_cheap, mask, int(np.count_nonzero(mask))
 
     def _bound(self, v):
@@ -347,9 +360,11 @@ class LCCLConv2d(Module):
                 scale = v_cheap[:, 0] if self.shared_mask else v_cheap
                 out, macs_expensive = gated_conv2d_unchecked(
                     x, conv.weight.data, mask, None, conv.stride, conv.padding, scale=scale)
-            else:  # the reference: dense conv, then the product
+            else:  # the reference: dense conv, then the product, 0 where the gate is shut
                 v, _ = F.conv2d_forward(x, conv.weight.data, None, conv.stride, conv.padding)
                 out = v * v_cheap
+                on = mask[:, None] if self.shared_mask else mask  # (N, 1 or T, Ho, Wo)
+                np.copyto(out, 0, where=~on)  # not V * 0: NaN for a NaN or infinite V
                 macs_expensive = n * ho * wo * t * c * kh * kw
         active_cells = active * (t if self.shared_mask else 1)
         macs_dense = n * ho * wo * t * c * kh * kw
@@ -470,7 +485,7 @@ def cheap_conv2d(u, w, b, stride, padding):
     """
     n, c, h, wd = u.shape
     t, _, kh, kw = w.shape
-    (sh, sw), (ph, pw) = stride, padding
+    (sh, sw), (ph, pw) = effective_stride(h, wd, stride, padding), padding
     ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
     if kh == 1 and kw == 1 and ph == 0 and pw == 0:  # subsample first: every stride-th cell
         us = np.ascontiguousarray(u[:, :, ::sh, ::sw][:, :, :ho, :wo])  # (N, C, Ho, Wo)
@@ -503,6 +518,8 @@ def _inside(tap, pad, stride, size, out):
 
 def set_sparse(model: Module, flag: bool) -> Module:
     """Choose the sparse (True) or dense (False) eval path of every LCCL in ``model``."""
+    if not isinstance(model, Module):
+        raise TypeError(f"model must be a Module, got {type(model).__name__}")
     if not isinstance(flag, (bool, np.bool_)):
         raise TypeError(f"flag must be a bool, got {type(flag).__name__}")
     for m in model.modules():

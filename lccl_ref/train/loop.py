@@ -28,7 +28,7 @@ import numpy as np
 from ..functional import softmax_cross_entropy
 from ..nn import Conv2d, Linear, Module
 from ..nn.lccl import LCCLConv2d
-from .checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import load_checkpoint, restore_rng, save_checkpoint, write_atomic
 from .optim import SGD
 from .schedules import SCHEDULES, learning_rate
 
@@ -36,6 +36,9 @@ from .schedules import SCHEDULES, learning_rate
 # (``epochs`` may change: a run can be extended).
 _RESUME_KEYS = ("batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones",
                 "seed", "budget")
+# Sections of ``config`` that must agree in every field but these: where the data files
+# were found may change between the runs, what they hold may not.
+_RESUME_SECTIONS = {"model": (), "data": ("data_dir", "source")}
 
 
 @dataclass
@@ -66,7 +69,9 @@ class History:
         return self.epochs[-1] if self.epochs else {}
 
     def save(self, path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True))
+        """Write the JSON atomically (:func:`~lccl_ref.train.checkpoint.write_atomic`)."""
+        text = json.dumps(self.to_dict(), indent=1, sort_keys=True)
+        write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def _lccl_layers(model: Module) -> list:
@@ -192,7 +197,12 @@ def fit(model: Module, dataset, epochs: int, batch_size: int = 128, lr: float = 
         Show a tqdm bar per epoch with the running loss and accuracy.
     resume : path, optional
         A checkpoint of the same run: restores weights, BN statistics, momentum
-        buffers, RNG state and history, and continues at the next epoch.
+        buffers, RNG state and history, and continues at the next epoch.  Refused
+        (ValueError naming the fields) when its training settings other than
+        ``epochs``, or, for the sections ``config`` gives, its ``model`` or ``data``
+        (all fields but ``data_dir`` and ``source``) differ from this run's.  A
+        checkpoint that already holds ``epochs`` epochs trains nothing and writes
+        nothing: the returned history ends at its epoch.
     callback : callable, optional
         ``callback(record)`` after each epoch (after the checkpoint is
         written); returning True stops training.
@@ -229,18 +239,16 @@ def fit(model: Module, dataset, epochs: int, batch_size: int = 128, lr: float = 
     start = 0
     if resume is not None:
         ck = load_checkpoint(resume)
-        old = ck.config.get("train", {})
-        diff = [k for k in _RESUME_KEYS if k in old and old[k] != train_cfg[k]]
+        diff = _resume_conflicts(ck.config, config)
         if diff:
-            raise ValueError("cannot resume: the checkpoint was trained with "
-                             + ", ".join(f"{k}={old[k]!r}" for k in diff)
-                             + " but this run asks for "
-                             + ", ".join(f"{k}={train_cfg[k]!r}" for k in diff))
+            raise ValueError(f"cannot resume from {str(resume)!r}: " + "; ".join(diff))
         model.load_state_dict(ck.model_state)
         opt.load_state_dict(ck.optim_state)
         rng = restore_rng(ck.rng_state)
         history = History(config=config, epochs=list(ck.history.get("epochs", [])))
         start = ck.epoch
+    if start >= epochs:  # nothing to train, so nothing to write
+        return history
     out = None if out_dir is None else Path(out_dir)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -305,6 +313,26 @@ def fit(model: Module, dataset, epochs: int, batch_size: int = 128, lr: float = 
         if callback is not None and callback(record):
             break
     return history
+
+
+def _resume_conflicts(old: dict, new: dict) -> list[str]:
+    """Where a checkpoint's config ``old`` and a resuming run's ``new`` disagree, one
+    "field: checkpoint value, this run value" per field (see ``fit``'s ``resume``)."""
+    new = json.loads(json.dumps(new))  # as the checkpoint stores it: lists, not tuples
+    diff = []
+    for section, free in _RESUME_SECTIONS.items():
+        if section not in new:  # the caller built the model or data without saying how
+            continue
+        a, b = old.get(section), new[section] or {}
+        if a is None:
+            diff.append(f"the checkpoint does not record its {section} (no config.{section})")
+            continue
+        diff += [f"{section}.{k} is {a.get(k)!r} in the checkpoint but {b.get(k)!r} here"
+                 for k in sorted(set(a) | set(b)) if k not in free and a.get(k) != b.get(k)]
+    a, b = old.get("train") or {}, new["train"]
+    diff += [f"train.{k} is {a[k]!r} in the checkpoint but {b[k]!r} here"
+             for k in _RESUME_KEYS if k in a and a[k] != b[k]]
+    return diff
 
 
 def _bar(total: int, desc: str, enabled: bool):
