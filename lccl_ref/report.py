@@ -4,16 +4,17 @@
 builds (plain JSON types only) and writes, into one folder:
 
 ``report.md``
-    Five tables, each with the paper's rows (labelled ``paper``) above ours
-    (labelled ``ours``): the speed-up formulas, the sparsity of a cheap
+    Our accuracy table (every LCCL run next to the plain net: accuracy, density,
+    speed-up), then five tables with the paper's rows (labelled ``paper``) above
+    ours (labelled ``ours``): the speed-up formulas, the sparsity of a cheap
     branch, the cheap kernels, the placements, theoretical vs real speed-up.
 ``results.json``
     ``results`` itself.  The report does no arithmetic: every number in an
     ``ours`` row is one number of ``results.json`` run through one of
     :data:`FORMATTERS` (the tests hold it to that).
-``masks.png``, ``density.png``, ``speedup.png``
+``masks.png``, ``density.png``, ``speedup.png``, ``accuracy_density.png``
     The cheap branch's mask over input images, the density of every LCCL
-    layer, theoretical vs real speed-up per layer.
+    layer, theoretical vs real speed-up per layer, accuracy vs density.
 
 The schema of ``results`` (keys the renderer reads; extra keys are kept)::
 
@@ -21,12 +22,15 @@ The schema of ``results`` (keys the renderer reads; extra keys are kept)::
               seed, mode, threads, cpu_count, platform, elapsed_s
     formula   layer, X, Y, C, T, k, batch, rows: [{structure, r, macs_closed,
               macs_counted, speedup_closed, speedup_counted}]
-    sparsity  layer, epochs, l1_lambda, stability_rule,
-              variants: {name: {zero_fraction: [...], mean, min, max, std, final,
-                                stable, test_accuracy}}
-    runs      {run_name: {lccl, placement, test_accuracy, test_error_pct, macs_dense,
-                          macs_lccl, speedup, mean_density, train_seconds,
+    sparsity  model, kind, epochs, stability_rule,
+              variants: {label: {train_zero_fraction: [...], test_zero_fraction: [...],
+                                 cheap_bn, l1, mean, min, max, std, final, stable,
+                                 test_accuracy, layers}}
+    runs      {run_name: {lccl, placement, settings, gate, budget, test_accuracy,
+                          test_error_pct, macs_dense, macs_lccl, speedup, mean_density,
+                          min_density, train_seconds,
                           layers: [{name, density, macs_dense, macs_lccl}]}}
+    curve     [{target, test_accuracy, mean_density, min_density, speedup, settings}]
     bench     run, threads, repeats, batches: [{batch, dense_ms, sparse_ms, macs_dense,
               macs_sparse, theoretical, real, real_over_theoretical,
               layers: [{name, theoretical, real}],
@@ -92,13 +96,7 @@ PAPER_REAL = (
 
 CHEAP_KINDS = ("1x1xCxT", "kxkxCx1", "1x1xCx1")
 PLACEMENT_ORDER = ("aft-aft", "aft-bef", "bef-bef", "bef-aft")
-SPARSITY_ORDER = ("conv+relu", "conv+l1+relu", "conv+bn+relu")
-SPARSITY_LABELS = {
-    "conv+relu": "Conv+ReLU",
-    "conv+l1+relu": "Conv+L1+ReLU",
-    "conv+bn+relu": "Conv+BN+ReLU",
-}
-FIGURES = ("masks.png", "density.png", "speedup.png")
+FIGURES = ("masks.png", "density.png", "speedup.png", "accuracy_density.png")
 
 
 # ---------------------------------------------------------------- number formats
@@ -193,29 +191,66 @@ def _sparsity_section(res) -> list[str]:
     lines = [
         "## 2. Sparsity of a cheap branch: Conv+ReLU vs Conv+L1+ReLU vs Conv+BN+ReLU",
         "",
-        "Fraction of zeros after the ReLU of one convolution (the first layer of a small "
-        f"net, `{s['layer']}`), measured on every training minibatch through "
-        f"{s['epochs']} epoch(s) of training; *final* is the mean over the last 10% of the "
-        "steps, mean and range are over the second half. The L1 variant adds "
-        f"λ·Σ|a|/N (λ = {s['l1_lambda']}, N the batch) on the ReLU output `a` to the loss. "
+        "Fraction of zeros of the cheap branch V' (1 − density), averaged over the LCCL "
+        f"layers of `{s['model']}` with `{s['kind']}` cheap branches at `aft-aft` and the "
+        "paper's layer (ReLU gate, no density budget), trained for "
+        f"{s['epochs']} epoch(s). The cheap branch is a biased conv + ReLU, the same with "
+        "an L1 penalty λ·Σ_l mean(V'_l) added to the loss, or conv + BN + ReLU. "
+        "*final* is the test set after the last epoch (eval mode); mean and range are over "
+        "the training batches of the second half of the epochs. "
         f"Stability rule (ours): {s['stability_rule']}",
         "",
     ]
     rows = [("paper", n, z, b, "") for n, z, b in PAPER_SPARSITY]
-    for key in SPARSITY_ORDER:
-        if key not in s["variants"]:
-            continue
-        v = s["variants"][key]
+    for label, v in s["variants"].items():
         rows.append((
-            "ours", SPARSITY_LABELS[key],
-            f"{fmt_pct(v['final'])} (mean {fmt_pct(v['mean'])}, "
+            "ours", label,
+            f"{fmt_pct(v['test_zero_fraction'][-1])} (mean {fmt_pct(v['mean'])}, "
             f"{fmt_pct(v['min'])} – {fmt_pct(v['max'])})",
             f"{'stable' if v['stable'] else 'unstable'} (std {fmt_pct(v['std'])})",
             fmt_pct(v["test_accuracy"]),
         ))
     lines += _table(
-        ("source", "structure", "zeros after ReLU (final; mean, range over training)",
+        ("source", "cheap branch", "zeros of V' (final; mean, range over training)",
          "behaviour", "test accuracy (ours)"), rows)
+    return lines + [""]
+
+
+def _accuracy_section(res) -> list[str]:
+    runs = res["runs"]
+    base = runs.get("baseline")
+    lines = [
+        "## Accuracy: every LCCL network next to the plain one",
+        "",
+        "Same data, initialisation seed, minibatches and training recipe for every row; "
+        "accuracy on the test set in eval mode on the sparse path (which equals the dense "
+        "path). Density = fraction of the expensive convs' output cells computed (mean "
+        "over the LCCL layers, lowest layer in brackets); speed-up = 1 − executed / dense "
+        "MACs of the whole network, cheap branches included. *recipe* = the data set's "
+        "LCCL recipe (bounded gate started open, density budget); *paper* = the paper's "
+        "layer (ReLU gate, no budget).",
+        "",
+    ]
+    rows = []
+    for name, r in runs.items():
+        delta = "" if base is None or name == "baseline" else \
+            f"{100 * (r['test_accuracy'] - base['test_accuracy']):+.1f}"
+        target = (r.get("budget") or {}).get("target")
+        rows.append((
+            f"`{name}`", r.get("settings") or "plain", fmt_pct(r["test_accuracy"]),
+            fmt_pct(base["test_accuracy"]) if base else "n/a", delta or "–",
+            "–" if r["mean_density"] is None else
+            f"{fmt_pct(r['mean_density'])} ({fmt_pct(r['min_density'])})",
+            _na(target, fmt_pct), fmt_pct(r["speedup"])))
+    lines += _table(("run", "settings", "accuracy", "plain accuracy", "Δ pt", "density (min)",
+                     "target", "speed-up"), rows)
+    if res.get("curve"):
+        lines += ["", "Accuracy vs density (`accuracy_density.png`): the recipe's "
+                  "kxkxCx1 network trained toward each target.", ""]
+        lines += _table(("target", "accuracy", "density (min)", "speed-up"), [
+            (_na(p["target"], fmt_pct), fmt_pct(p["test_accuracy"]),
+             f"{fmt_pct(p['mean_density'])} ({fmt_pct(p['min_density'])})",
+             fmt_pct(p["speedup"])) for p in res["curve"]])
     return lines + [""]
 
 
@@ -301,6 +336,10 @@ def _real_section(res) -> list[str]:
             rows.append(_speed_row(f"batch {x['batch']}", x, x))
             if x.get("engine"):
                 rows.append(_speed_row(f"batch {x['batch']}, engine", x, x["engine"]))
+        skipped = next((x["engine_skipped"] for x in b["batches"] if x.get("engine_skipped")),
+                       None)
+        if skipped:
+            lines[2] += f" The engine did not run this network: {skipped}."
         if any(x.get("engine") for x in b["batches"]):
             lines[2] += (" Rows marked `engine` run both networks with `lccl_ref.engine` (the "
                          "whole network compiled into one call, image by image: no per-layer "
@@ -354,6 +393,7 @@ def render_report(results: dict) -> str:
             "whose BatchNorm running statistics have not settled). Train longer.",
             "",
         ]
+    lines += _accuracy_section(results)
     lines += _formula_section(results)
     lines += _sparsity_section(results)
     lines += _cheap_section(results)
@@ -366,6 +406,7 @@ def render_report(results: dict) -> str:
         "first LCCL layers.",
         "- `density.png`: density of every LCCL layer, per run.",
         "- `speedup.png`: theoretical vs real speed-up per LCCL layer.",
+        "- `accuracy_density.png`: test accuracy against density, the plain net as a line.",
         "",
         "All numbers of our rows are in `results.json`.",
         "",
@@ -377,7 +418,7 @@ _REQUIRED = {
     "meta": ("dataset", "model", "train_size", "test_size", "epochs", "batch_size", "seed",
              "mode", "threads", "cpu_count", "platform", "elapsed_s"),
     "formula": ("layer", "X", "Y", "C", "T", "k", "batch", "rows"),
-    "sparsity": ("layer", "epochs", "l1_lambda", "stability_rule", "variants"),
+    "sparsity": ("model", "kind", "epochs", "stability_rule", "variants"),
     "runs": (),
 }
 
@@ -493,6 +534,35 @@ def plot_speedup(results: dict, path) -> None:
     plt.close(fig)
 
 
+def plot_accuracy_density(results: dict, path) -> None:
+    """Test accuracy against mean density: the curve's runs, the other LCCL runs as
+    points, the plain network as a horizontal line."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    curve = results.get("curve") or []
+    if curve:
+        ax.plot([p["mean_density"] for p in curve], [100 * p["test_accuracy"] for p in curve],
+                "o-", label="kxkxCx1, recipe, toward each target")
+    base = results["runs"].get("baseline")
+    if base:
+        ax.axhline(100 * base["test_accuracy"], color="black", lw=1, ls="--",
+                   label="plain network")
+    for name, r in results["runs"].items():
+        if r["mean_density"] is not None:
+            ax.scatter(r["mean_density"], 100 * r["test_accuracy"], s=14)
+            ax.annotate(name, (r["mean_density"], 100 * r["test_accuracy"]), fontsize=6,
+                        textcoords="offset points", xytext=(3, 2))
+    ax.set_xlabel("density r (mean over LCCL layers; 1 − r is skipped)")
+    ax.set_ylabel("test accuracy %")
+    ax.set_title(f"accuracy vs density ({results['meta']['dataset']}, "
+                 f"{results['meta']['model']}, {results['meta']['epochs']} epoch(s))",
+                 fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 # ---------------------------------------------------------------- writing
 
 def write_report(results: dict, out_dir, mask_examples: dict | None = None) -> dict:
@@ -529,4 +599,5 @@ def write_report(results: dict, out_dir, mask_examples: dict | None = None) -> d
         plt.close(fig)
     plot_density(results, paths["density.png"])
     plot_speedup(results, paths["speedup.png"])
+    plot_accuracy_density(results, paths["accuracy_density.png"])
     return paths

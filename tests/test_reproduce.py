@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from lccl_ref import report
+from lccl_ref.report import fmt_pct
 
 # ---------------------------------------------------------------- synthetic results
 
@@ -17,12 +18,14 @@ def synthetic_results() -> dict:
     """A results dict with made-up but self-consistent numbers (distinctive digits)."""
     layers = [{"name": f"stage{i}.conv", "density": d, "macs_dense": 1_000_000 + i,
                "macs_lccl": 500_000 + i} for i, d in enumerate((0.61, 0.47, 0.335))]
-    run = {"lccl": "kxkxCx1", "placement": "aft-aft", "test_accuracy": 0.9137,
+    run = {"lccl": "kxkxCx1", "placement": "aft-aft", "settings": "recipe",
+           "budget": {"target": 0.6}, "test_accuracy": 0.9137,
            "test_error_pct": 8.63, "macs_dense": 40_551_040, "macs_lccl": 26_123_456,
-           "speedup": 0.35577, "mean_density": 0.4717, "train_seconds": 12.5,
-           "layers": layers}
-    runs = {"baseline": dict(run, lccl="none", test_error_pct=7.91, macs_lccl=40_551_040,
-                             speedup=0.0, mean_density=None, layers=[])}
+           "speedup": 0.35577, "mean_density": 0.4717, "min_density": 0.335,
+           "train_seconds": 12.5, "layers": layers}
+    runs = {"baseline": dict(run, lccl="none", settings=None, budget=None,
+                             test_accuracy=0.9209, test_error_pct=7.91, macs_lccl=40_551_040,
+                             speedup=0.0, mean_density=None, min_density=None, layers=[])}
     for i, (kind, pl) in enumerate([("1x1xCxT", "aft-aft"), ("kxkxCx1", "aft-aft"),
                                     ("1x1xCx1", "aft-aft"), ("kxkxCx1", "aft-bef"),
                                     ("kxkxCx1", "bef-bef"), ("kxkxCx1", "bef-aft")]):
@@ -47,15 +50,19 @@ def synthetic_results() -> dict:
                         {"structure": "slides' kxkxCx1", "r": 0.4213, "macs_closed": 436_950,
                          "macs_counted": 408_733, "speedup_closed": 0.5162,
                          "speedup_counted": 0.5474}]},
-        "sparsity": {"layer": "conv1 (3x3, 1->16)", "epochs": 2, "l1_lambda": 0.01,
+        "sparsity": {"model": "mnist-resnet", "kind": "kxkxCx1", "epochs": 2,
                      "stability_rule": "stable if max - min over the second half < 10 points",
                      "variants": {
-                         k: {"zero_fraction": [z, z + 0.01], "mean": z, "min": z - 0.0123,
-                             "max": z + 0.0456, "std": 0.0111, "final": z + 0.01,
-                             "stable": k != "conv+l1+relu", "test_accuracy": 0.8766}
-                         for k, z in (("conv+relu", 0.0817), ("conv+l1+relu", 0.4419),
+                         k: {"train_zero_fraction": [z + 0.02, z], "test_zero_fraction":
+                             [z + 0.03, z + 0.01], "mean": z, "min": z - 0.0123,
+                             "max": z + 0.0456, "std": 0.0111, "final": z,
+                             "stable": "l1" not in k, "test_accuracy": 0.8766}
+                         for k, z in (("conv+relu", 0.0817), ("conv+l1+relu, λ=0.01", 0.4419),
                                       ("conv+bn+relu", 0.3038))}},
         "runs": runs,
+        "curve": [{"target": t, "test_accuracy": 0.9 + t / 20, "mean_density": t + 0.0123,
+                   "min_density": t - 0.0456, "speedup": 0.8 - t, "settings": "recipe"}
+                  for t in (0.3, 0.6, 0.9)],
         "bench": {"run": "kxkxCx1/aft-aft", "threads": 1, "repeats": 5, "load_average": 3.25,
                   "batches": [
             {"batch": b, "dense_ms": 10.37 * b, "sparse_ms": 7.13 * b, "macs_dense": 40_551_040,
@@ -204,26 +211,28 @@ def _toy_dataset(n=96, seed=0):
 
     g = np.random.default_rng(seed)
     y = np.arange(n) % 4
-    x = g.normal(0, 1, (n, 1, 10, 10)).astype(np.float32)
-    x[:, :, :5, :5] += y[:, None, None, None].astype(np.float32)  # learnable signal
+    x = g.normal(0, 1, (n, 1, 12, 12)).astype(np.float32)
+    x[:, :, :6, :6] += y[:, None, None, None].astype(np.float32)  # learnable signal
     return Dataset("toy", x, y.astype(np.int64), x[:32], y[:32].astype(np.int64), 4,
                    np.zeros(1), np.ones(1), False, "test")
 
 
-def test_sparsity_l1_penalty_drives_activations_to_zero():
+def test_sparsity_l1_penalty_drives_the_gate_to_zero():
+    """The LCCL net's cheap branch without BN, with and without the L1 penalty on V':
+    same start, more zeros with the penalty; with BN the pre-activations start centred."""
     from lccl_ref.reproduce import sparsity_experiment
+    from lccl_ref.train import recipe_for
 
     ds = _toy_dataset()
-    plain = sparsity_experiment(ds, "conv+relu", epochs=3, batch_size=16, seed=1)
-    l1 = sparsity_experiment(ds, "conv+l1+relu", epochs=3, batch_size=16, seed=1,
-                             l1_lambda=0.05)
-    assert len(plain["zero_fraction"]) == 3 * 6
-    assert plain["zero_fraction"][0] == l1["zero_fraction"][0]  # same start, same seed
-    assert np.mean(l1["zero_fraction"][-6:]) > np.mean(plain["zero_fraction"][-6:]) + 0.1
-    bn = sparsity_experiment(ds, "conv+bn+relu", epochs=1, batch_size=16, seed=1)
-    assert 0.3 < bn["zero_fraction"][0] < 0.7  # BN centres the pre-activations at 0
-    with pytest.raises(ValueError, match="variant"):
-        sparsity_experiment(ds, "conv+dropout", epochs=1)
+    recipe = {**recipe_for("mnist5k"), "batch_size": 16}
+    plain = sparsity_experiment(ds, False, 0.0, 3, "mnist-resnet", recipe, seed=1)
+    l1 = sparsity_experiment(ds, False, 0.5, 3, "mnist-resnet", recipe, seed=1)
+    assert len(plain["train_zero_fraction"]) == len(plain["test_zero_fraction"]) == 3
+    assert l1["train_zero_fraction"][-1] > plain["train_zero_fraction"][-1] + 0.1
+    assert (plain["cheap_bn"], plain["l1"], l1["l1"]) == (False, 0.0, 0.5)
+    bn = sparsity_experiment(ds, True, 0.0, 1, "mnist-resnet", recipe, seed=1)
+    assert 0.2 < bn["train_zero_fraction"][0] < 0.8  # BN centres the pre-activations at 0
+    assert set(bn["layers"]) == {f"layer{i}.0.conv{j}" for i in (1, 2, 3) for j in (1, 2)}
 
 
 def test_summarise_zeros():
@@ -236,6 +245,8 @@ def test_summarise_zeros():
     assert s["final"] == 0.3 and s["stable"] and s["test_accuracy"] == 0.5
     s = summarise_zeros([0.1] * 5 + [0.1, 0.1 + 2 * STABLE_RANGE, 0.1, 0.1, 0.1], 0.5)
     assert not s["stable"]
+    with pytest.raises(ValueError, match="at least one"):
+        summarise_zeros([], 0.5)
 
 
 # ---------------------------------------------------------------- end to end and the CLI
@@ -274,7 +285,8 @@ def test_tiny_reproduce_end_to_end(tmp_path, capsys):
             assert run["speedup"] == 0 and run["macs_lccl"] == run["macs_dense"]
         else:
             assert all(0 <= lay["density"] <= 1 for lay in run["layers"])
-            assert run["macs_lccl"] < run["macs_dense"] or run["mean_density"] > 0.9
+            assert run["speedup"] == pytest.approx(1 - run["macs_lccl"] / run["macs_dense"])
+            assert run["min_density"] == min(lay["density"] for lay in run["layers"])
     f = res["formula"]
     for row in f["rows"]:
         if row["structure"] != "slides' kxkxCx1":
@@ -282,15 +294,20 @@ def test_tiny_reproduce_end_to_end(tmp_path, capsys):
             assert row["macs_closed"] == pytest.approx(row["macs_counted"], abs=0.5)
     slides = [r for r in f["rows"] if r["structure"] == "slides' kxkxCx1"][0]
     assert f["C"] != f["T"] and slides["macs_closed"] != slides["macs_counted"]
-    assert set(res["sparsity"]["variants"]) == {"conv+relu", "conv+l1+relu", "conv+bn+relu"}
+    from lccl_ref.reproduce import SPARSITY_VARIANTS
+
+    assert list(res["sparsity"]["variants"]) == [v[0] for v in SPARSITY_VARIANTS]
+    assert [p["target"] for p in res["curve"]] == sorted(
+        [p["target"] for p in res["curve"]], key=lambda t: t is None)  # 0.4 and the recipe's
+    assert {p["target"] for p in res["curve"]} == {0.4, 0.6}
+    base = res["runs"]["baseline"]["test_accuracy"]
+    assert f"| `kxkxCx1/aft-aft` | recipe | " in text and fmt_pct(base) in text
     assert [b["batch"] for b in res["bench"]["batches"]] == [1, 8]
     bench_layers = [lay["name"] for lay in res["bench"]["batches"][0]["layers"]]
     assert bench_layers == [lay["name"] for lay in res["runs"]["kxkxCx1/aft-aft"]["layers"]]
-    for b in res["bench"]["batches"]:  # the engine's rows: same MACs, its own times
-        e = b["engine"]
-        assert e["theoretical"] == pytest.approx(b["theoretical"])
-        assert e["real"] == pytest.approx(1 - e["sparse_ms"] / e["dense_ms"])
-        assert [lay["name"] for lay in e["layers"]] == bench_layers
+    for b in res["bench"]["batches"]:  # the engine runs the paper's gate, not the recipe's
+        assert b["engine"] is None and "clip" in b["engine_skipped"]
+    assert "The engine did not run this network" in text
 
 
 @pytest.mark.parametrize("argv, needle", [

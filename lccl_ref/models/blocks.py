@@ -94,7 +94,7 @@ class PreActBlock(Module):
         Only used when the block changes width or resolution.
     lccl_options : dict or None
         More keyword arguments of both :class:`~lccl_ref.nn.LCCLConv2d` (``gate``,
-        ``gate_init``).
+        ``gate_init``, ``cheap_bn``).
     rng : numpy Generator
     dtype : float32 or float64
 

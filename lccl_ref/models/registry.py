@@ -65,7 +65,7 @@ def _spec(name):
 
 def build_model(name, num_classes=10, in_channels=None, lccl="none", placement="aft-aft",
                 shortcut=None, rng=None, dtype=np.float32, gate="relu",
-                gate_init=None) -> PreActResNet:
+                gate_init=None, cheap_bn=True) -> PreActResNet:
     """Build a network by name.
 
     Parameters
@@ -88,7 +88,7 @@ def build_model(name, num_classes=10, in_channels=None, lccl="none", placement="
     rng : None, int or numpy Generator
         Initialisation seed.
     dtype : float32 or float64
-    gate, gate_init
+    gate, gate_init, cheap_bn
         Of every LCCL layer (see :class:`~lccl_ref.nn.LCCLConv2d`); ignored by a
         plain net.
 
@@ -116,7 +116,7 @@ def build_model(name, num_classes=10, in_channels=None, lccl="none", placement="
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{arg} must be a positive int, got {v!r}")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    options = {"gate": gate, "gate_init": gate_init}
+    options = {"gate": gate, "gate_init": gate_init, "cheap_bn": bool(cheap_bn)}
     return PreActResNet(blocks, widths, stem, int(num_classes), int(in_channels), lccl,
                         placement, shortcut, rng=rng, dtype=dtype, strides=strides,
                         lccl_options=options)

@@ -11,10 +11,10 @@ recipe (SGD, momentum 0.9, weight decay 5e-4, lr 0.1, cosine), shortened.
 from __future__ import annotations
 
 # LCCL layers (``lccl-ref train --lccl K``): the bounded gate, started open, and a
-# density budget that ramps from 1 to 0.6 over the first half of training
+# density budget that ramps from 1 to 0.6 over the first 30% of training
 # (docs/results.md, "LCCL accuracy", gives the runs behind these choices).
 _LCCL = {"gate": "clip", "gate_init": (1.0, 1.0),
-         "budget": {"target": 0.6, "weight": 1.0, "scope": "layer", "ramp": 0.5, "floor": 0.05}}
+         "budget": {"target": 0.6, "weight": 1.0, "scope": "layer", "ramp": 0.3, "floor": 0.05}}
 
 _MNIST_LIKE = {"model": "mnist-resnet", "epochs": 10, "batch_size": 64, "lr": 0.1,
                "momentum": 0.9, "weight_decay": 5e-4, "schedule": "cosine"}
