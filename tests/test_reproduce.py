@@ -301,7 +301,7 @@ def test_tiny_reproduce_end_to_end(tmp_path, capsys):
         [p["target"] for p in res["curve"]], key=lambda t: t is None)  # 0.4 and the recipe's
     assert {p["target"] for p in res["curve"]} == {0.4, 0.6}
     base = res["runs"]["baseline"]["test_accuracy"]
-    assert f"| `kxkxCx1/aft-aft` | recipe | " in text and fmt_pct(base) in text
+    assert "| `kxkxCx1/aft-aft` | recipe | " in text and fmt_pct(base) in text
     assert [b["batch"] for b in res["bench"]["batches"]] == [1, 8]
     bench_layers = [lay["name"] for lay in res["bench"]["batches"][0]["layers"]]
     assert bench_layers == [lay["name"] for lay in res["runs"]["kxkxCx1/aft-aft"]["layers"]]
