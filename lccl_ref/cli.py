@@ -109,6 +109,10 @@ def cmd_train(args) -> int:
               f"train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f}  "
               f"test loss {rec['test_loss']:.4f} acc {rec['test_acc']:.4f}{mean}  "
               f"{rec['time_s']:.1f}s", flush=True)
+        if rec.get("low_density"):
+            print("  warning: layers that compute almost nothing (a dead gate; a density "
+                  "budget's floor prevents it): " + ", ".join(
+                      f"{k} {v:.3f}" for k, v in rec["low_density"].items()), flush=True)
 
     history = fit(model, ds, args.epochs, batch_size=args.batch_size, lr=args.lr,
                   momentum=args.momentum, weight_decay=args.weight_decay,

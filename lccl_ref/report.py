@@ -379,8 +379,9 @@ def render_report(results: dict) -> str:
     ]
     if meta["mode"] != "full":
         lines += [
-            f"**Mode `{meta['mode']}`:** the networks saw only a few dozen training steps, so "
-            "the accuracies show that the pipeline runs, not what the method achieves; the "
+            f"**Mode `{meta['mode']}`:** the networks trained for {meta['epochs']} epoch(s) on "
+            f"{meta['train_size']} images, a fraction of the recipe, so their accuracies are "
+            "a first look, one seed each (differences of a point or two are noise here); the "
             "MAC counts, densities and timings are exact for the networks as trained. Run "
             "without `--quick` for the full recipe.",
             "",

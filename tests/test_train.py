@@ -427,3 +427,16 @@ def test_an_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):
     assert load_checkpoint(tmp_path / "last.npz").epoch == 1
     assert (tmp_path / "history.json").read_bytes() == before
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_dead_layers_are_reported(tmp_path):
+    """A gate that is shut everywhere (cheap BN shift -1e3) computes nothing: the epoch's
+    record names it under low_density, with its density."""
+    net = tiny_net()
+    lccl = [m for m in net.modules() if isinstance(m, LCCLConv2d)][0]
+    lccl.cheap_bn.bias.data[:] = -1e3
+    h = fit(net, synthetic(), epochs=1, batch_size=32, lr=0.0, seed=0, progress=False)
+    assert h.last["low_density"] == {"3": 0.0}
+    healthy = fit(tiny_net(), synthetic(), epochs=1, batch_size=32, lr=0.0, seed=0,
+                  progress=False)
+    assert healthy.last["low_density"] == {}

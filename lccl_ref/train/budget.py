@@ -24,6 +24,10 @@ from __future__ import annotations
 import numpy as np
 
 SCOPES = ("network", "layer")
+#: A layer whose density falls below this computes almost nothing (a dead gate): ``fit``
+#: reports such layers in each epoch's record (``low_density``), ``lccl-ref train`` warns,
+#: and a budget's ``floor`` (by default this value) keeps trained layers above it.
+LOW_DENSITY = 0.05
 
 
 def _number(name, v, lo, hi=None):
@@ -55,7 +59,7 @@ class DensityBudget:
     floor_weight : float >= 0
     """
 
-    def __init__(self, target, weight=1.0, scope="network", ramp=0.5, floor=0.05,
+    def __init__(self, target, weight=1.0, scope="network", ramp=0.5, floor=LOW_DENSITY,
                  floor_weight=4.0):
         self.target = _number("target", target, 0.0, 1.0)
         self.weight = _number("weight", weight, 0.0)

@@ -28,6 +28,7 @@ import numpy as np
 from ..functional import softmax_cross_entropy
 from ..nn import Conv2d, Linear, Module
 from ..nn.lccl import LCCLConv2d
+from .budget import LOW_DENSITY
 from .checkpoint import load_checkpoint, restore_rng, save_checkpoint, write_atomic
 from .optim import SGD
 from .schedules import SCHEDULES, learning_rate
@@ -49,7 +50,8 @@ class History:
     iteration), ``train_loss``, ``train_acc`` (running over the epoch, train
     mode), ``test_loss``, ``test_acc`` (eval mode), ``time_s``, ``images_per_s``
     (training only), ``lccl_density`` ({layer: mean density over the test set}),
-    ``macs`` (per test image; see :func:`evaluate`), ``train_density`` ({layer:
+    ``macs`` (per test image; see :func:`evaluate`), ``low_density`` ({layer: test
+    density} of the layers below :data:`LOW_DENSITY`), ``train_density`` ({layer:
     mean density over the epoch's batches, train mode}) and ``budget_loss`` (the
     LCCL density budgets' mean penalty, not part of ``train_loss``).
     """
@@ -298,6 +300,7 @@ def fit(model: Module, dataset, epochs: int, batch_size: int = 128, lr: float = 
             "test_loss": ev["loss"], "test_acc": ev["accuracy"],
             "time_s": time.perf_counter() - t0, "images_per_s": seen / train_time,
             "lccl_density": ev["lccl"], "macs": ev["macs"],
+            "low_density": {k: v for k, v in ev["lccl"].items() if v < LOW_DENSITY},
             "budget_loss": budget_sum / seen,
             "train_density": {k: v / seen for k, v in train_density.items()},
         }
