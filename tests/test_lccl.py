@@ -158,7 +158,8 @@ def test_density_grad_reaches_the_cheap_branch_only(kind):
     density, cache = F.density_forward(z)
     assert layer.last_train_density == density
     assert layer.last_train_macs == 6 * 6 * 4 * 3 * 9
-    extra = F.density_backward(1.7, cache).sum(axis=(0, 2, 3))
+    t_gate = layer.cheap_bn.num_features  # T': a per-channel gate's pull is scaled by T'
+    extra = F.density_backward(1.7 * t_gate, cache).sum(axis=(0, 2, 3))
     np.testing.assert_allclose(grads[1.7]["cheap_bn.bias"] - grads[0.0]["cheap_bn.bias"],
                                extra, rtol=1e-10, atol=1e-14)
     assert np.abs(extra).max() > 0

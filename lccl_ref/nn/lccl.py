@@ -107,7 +107,9 @@ class LCCLConv2d(Module):
         ``dL/dd`` of a loss on ``last_train_density`` (a density budget,
         :class:`lccl_ref.train.DensityBudget`), set between forward and backward;
         the backward adds it to ``dz`` through the straight-through surrogate
-        :func:`lccl_ref.functional.density_backward`, then resets it to 0.
+        :func:`lccl_ref.functional.density_backward` (times T', so that every
+        threshold of a per-channel gate follows the budget as fast as a shared
+        gate's), then resets it to 0.
     last_gate_mean, gate_mean_grad : float
         Likewise for ``mean(V')`` over the batch (an L1 penalty on the gate,
         :class:`lccl_ref.train.GateL1`): ``dL/d mean(V')`` goes to every cell of
@@ -417,7 +419,9 @@ class LCCLConv2d(Module):
         dx = self.conv.backward(dv)
         dz = F.gate_backward(dv_cheap, gate_cache)  # dz = dV' * g'(z)
         if self.density_grad:  # + dL/dd * dd/dz of a density budget (straight-through)
-            dz += F.density_backward(self.density_grad, density_cache)
+            # x T': each of a per-channel gate's T' thresholds moves as fast as a shared
+            # gate's (the mean's own derivative would move each 1/T' as fast), derivations §9
+            dz += F.density_backward(self.density_grad * dz.shape[1], density_cache)
             self.density_grad = 0.0
         if self.cheap_bn is not None:
             dz = self.cheap_bn.backward(dz)
