@@ -7,7 +7,7 @@ about ``r = 0.65`` (the threshold at the 35 % quantile of the cheap
 pre-activation), and three things are timed, interleaved in one process
 (so that load from other processes hits all alike):
 
-* ``fused``: :func:`lccl_ref.kernels.fused.lccl_shared_eval_unchecked`, one call;
+* ``fused``: :func:`lccl_ref.fast.fused.lccl_shared_eval_unchecked`, one call;
 * ``two-call``: :func:`kernels.cheap.cheap_single_unchecked`, then
   ``gated_conv2d_unchecked(..., "auto", scale=V')`` (the LCCL layer's path
   before the fused kernel);
@@ -40,10 +40,10 @@ import numpy as np  # noqa: E402
 
 from lccl_ref import _blas  # noqa: E402
 from lccl_ref.bench import results_header, timed  # noqa: E402
+from lccl_ref.fast.cheap import cheap_single_unchecked  # noqa: E402
+from lccl_ref.fast.fused import lccl_shared_eval_unchecked  # noqa: E402
 from lccl_ref.functional import conv2d_forward  # noqa: E402
 from lccl_ref.kernels import conv2d_inference  # noqa: E402
-from lccl_ref.kernels.cheap import cheap_single_unchecked  # noqa: E402
-from lccl_ref.kernels.fused import lccl_shared_eval_unchecked  # noqa: E402
 from lccl_ref.kernels.gated import gated_conv2d_unchecked  # noqa: E402
 
 SHAPES = [  # (name, N, C, T, H = W, stride): ResNet-20 at batch 128 and 1, ResNet-18's first stage

@@ -622,7 +622,7 @@ def bench_engine(model: Module, x: np.ndarray, repeats: int = 5,
     ``name``, ``kind``, ``density`` (LCCL), ``macs_dense``, ``macs``,
     ``theoretical``, ``cycles_plain``, ``cycles_sparse``, ``real``, ``ratio``.
     """
-    from .engine import Engine
+    from .fast.engine import Engine
     from .models import PreActResNet
 
     if not isinstance(model, PreActResNet):

@@ -20,8 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lccl_ref import functional as F
-from lccl_ref._checks import MAX_PADDING
-from lccl_ref.engine import Engine
+from lccl_ref.checks import MAX_PADDING
+from lccl_ref.fast.engine import Engine
 from lccl_ref.kernels import cheap_single, conv2d_inference, gated_conv2d, lccl_shared_eval
 from lccl_ref.models import PreActResNet
 from lccl_ref.nn import Conv2d, LCCLConv2d, set_sparse

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from lcclhelp import assert_float32_close, eval_forward, floor_bn_variance, randomise_bn
 
 from lccl_ref.bench import calibrate, lccl_modules, plain_network
-from lccl_ref.engine import OP_NAMES, Engine
+from lccl_ref.fast.engine import OP_NAMES, Engine
 from lccl_ref.flops import mac_table
 from lccl_ref.models import PreActResNet, build_model
 from lccl_ref.nn import BatchNorm2d, Conv2d, LCCLConv2d, Sequential
@@ -495,7 +495,7 @@ def test_prefetch_goes_to_the_op_before_a_change_of_padded_image(sparse, monkeyp
     """The op before each op whose padded image the previous user of one did not use
     (cyclically: the head before the stem) prefetches it; no other op does; and the
     prefetch changes no result."""
-    from lccl_ref import engine as eng
+    from lccl_ref.fast import engine as eng
 
     net = build_model("resnet20", lccl="kxkxCx1", rng=0)
     x = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)

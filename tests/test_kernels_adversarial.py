@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 from lcclhelp import randomise_bn
 
 from lccl_ref import functional as F
+from lccl_ref.fast import dense as dense_mod
+from lccl_ref.fast.fused import lccl_shared_eval
 from lccl_ref.kernels import cheap_single, conv2d_inference, gated_conv2d
-from lccl_ref.kernels import dense as dense_mod
 from lccl_ref.kernels import gated as gated_mod
-from lccl_ref.kernels.fused import lccl_shared_eval
 from lccl_ref.models import build_model, lccl_layers, set_sparse
 from lccl_ref.nn import CHEAP_KINDS, BatchNorm2d, Conv2d, LCCLConv2d
 from lccl_ref.nn import lccl as lccl_mod

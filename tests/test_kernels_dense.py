@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lccl_ref.fast import dense as dense_mod
 from lccl_ref.functional import conv2d_forward, conv2d_naive
 from lccl_ref.kernels import conv2d_inference
-from lccl_ref.kernels import dense as dense_mod
 from lccl_ref.nn import Conv2d
 
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
@@ -114,7 +114,7 @@ def _pre_case(rng, c, dtype):
 @pytest.mark.parametrize("stride, padding", [(1, 1), (2, 1), (1, 0)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dense_with_pre_equals_the_conv_of_the_bn_relu_output(method, stride, padding, dtype):
-    from lccl_ref.kernels.dense import conv2d_inference_unchecked
+    from lccl_ref.fast.dense import conv2d_inference_unchecked
 
     rng = np.random.default_rng(stride * 10 + padding)
     x = rng.standard_normal((2, 5, 7, 9)).astype(dtype)
@@ -149,7 +149,7 @@ def test_gated_with_pre_equals_gated_on_the_bn_relu_output(method):
 @pytest.mark.parametrize("kind", ["kxkxCx1", "1x1xCx1"])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_fused_with_pre_equals_fused_on_the_bn_relu_output(kind, stride):
-    from lccl_ref.kernels.fused import lccl_shared_eval_unchecked
+    from lccl_ref.fast.fused import lccl_shared_eval_unchecked
 
     rng = np.random.default_rng(stride)
     x = rng.standard_normal((2, 3, 9, 8))
@@ -189,7 +189,7 @@ def test_pre_is_checked_at_the_module_boundary():
 def test_fused_with_pre_at_mixed_strides(stride):
     # the fused kernel folds pre into its copy at stride (1, 1) only; every other stride
     # must apply the BN-ReLU some other way and still match
-    from lccl_ref.kernels.fused import lccl_shared_eval_unchecked
+    from lccl_ref.fast.fused import lccl_shared_eval_unchecked
 
     rng = np.random.default_rng(11)
     x = rng.standard_normal((2, 3, 9, 10))

@@ -15,15 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
 
-from lccl_ref.functional import conv2d_forward, conv2d_naive
-from lccl_ref.functional.batchnorm import affine_relu_unchecked
-from lccl_ref.kernels.cheap import cheap_single_unchecked
-from lccl_ref.kernels.fused import (
+from lccl_ref.fast.cheap import cheap_single_unchecked
+from lccl_ref.fast.fused import (
     _band_list,
     _row_list,
     lccl_shared_eval,
     lccl_shared_eval_unchecked,
 )
+from lccl_ref.functional import conv2d_forward, conv2d_naive
+from lccl_ref.functional.batchnorm import affine_relu_unchecked
 from lccl_ref.kernels.gated import gated_conv2d_unchecked
 
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
@@ -363,7 +363,7 @@ def test_stride_2_copy_puts_every_column_in_its_phase(c, h, wd, sh, ph, pw, row_
     pairs, then the rest of the pairs and an odd last column one at a time) writes
     ``f(x[ch, r, col])`` at ``ch*chan + rowmap[r] + (even or odd) + col // 2``, bit for
     bit, also for rows further apart than their width, and nothing else."""
-    from lccl_ref.kernels.fused import _copy_rows_2, fused_buffer, fused_tables
+    from lccl_ref.fast.fused import _copy_rows_2, fused_buffer, fused_tables
 
     rng = np.random.default_rng(seed)
     _, _, rowmap, _, even, odd, hq, wq = fused_tables(c, h, wd, 3, 3, 3, 3, sh, 2, ph, pw, 0, 0)

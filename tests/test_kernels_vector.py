@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lccl_ref.fast.vector import BLOCKS, channel_block, weight_blocks
 from lccl_ref.functional import conv2d_forward
 from lccl_ref.kernels import gated_conv2d
-from lccl_ref.kernels.vector import BLOCKS, channel_block, weight_blocks
 
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
 
@@ -151,7 +151,7 @@ def test_vector_refuses_per_channel_mask_and_bad_scale():
 def test_bands_of_any_size_give_the_same_result(monkeypatch, cells):
     # real layers use bands of >= 256 cells (one band for every small test image), so
     # force small bands here: band boundaries mid-row, a short last band, one row per band
-    from lccl_ref.kernels import vector as vector_mod
+    from lccl_ref.fast import vector as vector_mod
 
     monkeypatch.setattr(vector_mod, "band_cells", lambda t_pad, itemsize: cells)
     rng = np.random.default_rng(cells)
@@ -181,7 +181,7 @@ def test_copy_image_fills_the_interior_with_the_bn_relu_of_x(c, h, vecs, extra, 
     unit column stride) or the row loop (any other), gives the NumPy ``max(x*s + h, 0)``
     bit for bit in the interior, also for rows further apart than their width, and
     leaves the border as it was."""
-    from lccl_ref.kernels.vector import copy_image
+    from lccl_ref.fast.vector import copy_image
 
     lanes = 32 // np.dtype(dtype).itemsize
     w = vecs * lanes + extra

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .._checks import check_float_array, check_same_dtype, check_shape
+from ..checks import check_float_array, check_same_dtype, check_shape
 
 
 def _check_bn_args(x, gamma, beta, running_mean, running_var):

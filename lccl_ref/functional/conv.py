@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._blas import warm_up as _warm_up_blas
-from .._checks import check_conv_args, check_float_array, check_same_dtype, check_shape
+from ..checks import check_conv_args, check_float_array, check_same_dtype, check_shape
 from .im2col import add_windows, sliding_windows
 
 #: Target number of im2col rows (output cells) per GEMM.
@@ -81,7 +81,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0):
     b : ndarray, (T,), or None
     stride, padding : int or (int, int)
         ``stride >= 1``, ``0 <= padding <= MAX_PADDING`` (1024); a stride beyond the
-        padded input reads one window, as the padded size does (``_checks.conv_geometry``,
+        padded input reads one window, as the padded size does (``checks.conv_geometry``,
         the check every convolution makes).
 
     Returns

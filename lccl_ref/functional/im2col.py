@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .._checks import check_float_array, conv_geometry, pair
+from ..checks import check_float_array, conv_geometry, pair
 
 
 def _prepare(x, kernel_size, stride, padding, name="x"):

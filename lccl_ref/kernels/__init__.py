@@ -18,9 +18,9 @@ kernel at density 1 (:mod:`.dense`), so that plain networks, the baseline of
 every speed-up, run as fast as the library can make them.
 """
 
-from .cheap import cheap_single
-from .dense import conv2d_inference
-from .fused import lccl_shared_eval
+from ..fast.cheap import cheap_single
+from ..fast.dense import conv2d_inference
+from ..fast.fused import lccl_shared_eval
 from .gated import METHODS, gated_conv2d
 
 __all__ = ["METHODS", "cheap_single", "conv2d_inference", "gated_conv2d", "lccl_shared_eval"]

@@ -72,15 +72,15 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .._checks import check_conv_args, effective_stride
+from ..checks import check_conv_args, effective_stride
+from ..fast.tune import fastest
+from ..fast.vector import vector_conv
 from ..functional.batchnorm import affine_relu_unchecked
 from ..functional.conv import weight_matrix
 from ..functional.im2col import pad_nhwc
-from ._tune import fastest
 from .direct import direct_per_channel, direct_shared
 from .gather import gather_shared
 from .tiled import tiled
-from .vector import vector_conv
 
 METHODS = ("auto", "direct", "gather", "tiled", "vector")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from .._checks import FLOAT_DTYPES, MAX_PADDING, check_float_array, conv_geometry, pair
+from ..checks import FLOAT_DTYPES, MAX_PADDING, check_float_array, conv_geometry, pair
+from ..fast.dense import DENSE_METHODS, conv2d_inference_unchecked
 from ..functional.batchnorm import batchnorm2d_inference_unchecked
-from ..kernels.dense import DENSE_METHODS, conv2d_inference_unchecked
 from .module import Module, Parameter
 
 

@@ -47,12 +47,12 @@ import numpy as np
 from numba import njit
 
 from .. import functional as F
-from .._checks import check_float_array, check_same_dtype, effective_stride
+from ..checks import check_float_array, check_same_dtype, effective_stride
+from ..fast.cheap import cheap_single_unchecked
+from ..fast.fused import lccl_shared_eval_unchecked
+from ..fast.tune import fastest
 from ..functional.batchnorm import affine_relu_unchecked
 from ..functional.gate import GATES
-from ..kernels._tune import fastest
-from ..kernels.cheap import cheap_single_unchecked
-from ..kernels.fused import lccl_shared_eval_unchecked
 from ..kernels.gated import gated_conv2d_unchecked
 from .layers import BatchNorm2d, Conv2d
 from .module import Module

@@ -20,7 +20,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .._checks import FLOAT_DTYPES
+from ..checks import FLOAT_DTYPES
 
 
 class Parameter:

@@ -96,7 +96,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .._checks import (
+from ..checks import (
     check_conv_args,
     check_float_array,
     check_same_dtype,
@@ -104,8 +104,8 @@ from .._checks import (
     effective_stride,
     pair,
 )
-from ._ir import array_lanes, pre_value, splat, vector_ptr
 from .cheap import ROWS, row_sweeps_3x3, row_sweeps_3x3_s2, tap_sweeps
+from .ir import array_lanes, pre_value, splat, vector_ptr
 from .vector import (
     band_cells,
     channel_block,

@@ -76,11 +76,14 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._checks import check_float_array, effective_stride
-from .functional.batchnorm import bn_affine
-from .kernels.cheap import ROWS, ROWS_MAX_C, conv3x3_rows
-from .kernels.fused import _pre_value, fused_buffer, fused_image, fused_tables
-from .kernels.vector import (
+from ..checks import check_float_array, effective_stride
+from ..functional.batchnorm import bn_affine
+from ..models.blocks import PreActBlock, SubsamplePad
+from ..models.resnet import PreActResNet
+from ..nn import Conv2d, LCCLConv2d
+from .cheap import ROWS, ROWS_MAX_C, conv3x3_rows
+from .fused import _pre_value, fused_buffer, fused_image, fused_tables
+from .vector import (
     all_positions,
     band_cells,
     channel_block,
@@ -88,9 +91,6 @@ from .kernels.vector import (
     vector_image,
     weight_blocks,
 )
-from .models.blocks import PreActBlock, SubsamplePad
-from .models.resnet import PreActResNet
-from .nn import Conv2d, LCCLConv2d
 
 OP_CONV, OP_LCCL, OP_ADD_SUB, OP_HEAD = range(4)
 OP_NAMES = ("CONV", "LCCL", "ADD_SUB", "HEAD")

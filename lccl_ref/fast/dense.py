@@ -31,10 +31,10 @@ that GEMM).
 
 from __future__ import annotations
 
-from .._checks import check_conv_args, effective_stride
+from ..checks import check_conv_args, effective_stride
 from ..functional import conv2d_forward
 from ..functional.batchnorm import affine_relu_unchecked
-from ._tune import fastest
+from .tune import fastest
 from .vector import vector_conv
 
 DENSE_METHODS = ("auto", "im2col", "vector")

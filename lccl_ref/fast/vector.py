@@ -82,7 +82,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.numpy_support import carray
 
-from ._ir import array_lanes, pre_value, splat, vector_ptr
+from .ir import array_lanes, pre_value, splat, vector_ptr
 
 #: Fast-math flags of the inner products: FMA contraction only, no reassociation.
 _FMA = {"contract"}

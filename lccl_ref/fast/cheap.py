@@ -108,8 +108,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.numpy_support import carray
 
-from .._checks import check_conv_args, check_float_array, effective_stride
-from ._ir import array_lanes, fma, splat, vector_ptr
+from ..checks import check_conv_args, check_float_array, effective_stride
+from .ir import array_lanes, fma, splat, vector_ptr
 from .vector import _stack_ptr, copy_image
 
 #: Fast-math flags of the sums: FMA contraction only, no reassociation.

@@ -1,0 +1,1 @@
+"""Opt-in speed for lccl_ref: LLVM-IR kernels, autotune, fused layers, the engine."""
