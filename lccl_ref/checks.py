@@ -78,7 +78,7 @@ def conv_geometry(
     """Check a convolution's sizes, stride and padding; return ``(stride, padding, (Ho, Wo))``.
 
     The one check of conv arguments that every public convolution (functional,
-    kernels, im2col) makes.  ``Ho = (H + 2*ph - kh) // sh + 1``, likewise ``Wo``.
+    kernels, im2col) makes; the output size is :func:`conv_output_size`.
 
     Needs a kernel of at least 1 x 1 that fits the padded input (``H = 0`` inside
     enough padding is a valid, all-padding input),
@@ -113,8 +113,17 @@ def conv_geometry(
             f"({h + 2 * ph}, {w + 2 * pw}) (input ({h}, {w}), padding {(ph, pw)})"
         )
     stride = effective_stride(h, w, (sh, sw), (ph, pw))
-    out = ((h + 2 * ph - kh) // stride[0] + 1, (w + 2 * pw - kw) // stride[1] + 1)
-    return stride, (ph, pw), out
+    return stride, (ph, pw), conv_output_size(h, w, kh, kw, stride, (ph, pw))
+
+
+def conv_output_size(h: int, w: int, kh: int, kw: int, stride, padding) -> tuple[int, int]:
+    """``(Ho, Wo)`` of a convolution: ``Ho = (H + 2*ph - kh) // sh + 1``, likewise ``Wo``.
+
+    The one place the formula is written; arithmetic only, no checks (``stride`` and
+    ``padding`` are int pairs, as :func:`conv_geometry` or :func:`effective_stride`
+    give them: both strides give the same size).
+    """
+    return (h + 2 * padding[0] - kh) // stride[0] + 1, (w + 2 * padding[1] - kw) // stride[1] + 1
 
 
 def effective_stride(h: int, w: int, stride, padding) -> tuple[int, int]:

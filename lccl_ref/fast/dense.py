@@ -1,32 +1,17 @@
 """``conv2d_inference``: the dense convolution at inference, by the faster of two kernels.
 
-An LCCL network's speed-up is measured against the same network without
-LCCL (``bench.plain_network``), so the plain convolutions must be as fast as
-the library can make them: a gated kernel that happened to be faster per MAC
-than the dense conv would otherwise pass its own speed off as the saving of
-the mask.  Two dense kernels are at hand:
-
-``"im2col"``
-    :func:`lccl_ref.functional.conv2d_forward`: im2col (or shifted rows at
-    small C) and BLAS GEMMs; it also keeps the cache a backward pass needs.
-``"vector"``
-    :func:`lccl_ref.kernels.gated_conv2d` with ``method="vector"`` and every
-    position active: the register-blocked Numba kernel that computes the
-    gated convolution of shared-mask LCCL layers, at density 1.
-
-Measured (float32, one thread, vector / im2col time): 0.6-0.8 on ResNet-20's
-layers at batch 128 and 1, 0.73 on ResNet-18's 64@56x56, but 0.99 at
-128@28x28 and 1.23 at 256@14x14 (batch 1), where the weights no longer fit in
-L2, and 0.5-0.64 again at 512@7x7 and 512@3x3.  No simple rule on the shape
-picks the winner on every layer, so ``method="auto"`` times both kernels the
-first time it meets a shape (one warm-up call each, then the best of
-:data:`TRIALS` calls; :mod:`._tune`) and uses the faster from then on;
-:data:`CHOICES` holds the decisions and the times they were based on.
-Both kernels give the same result up to float rounding.
-
-Multiply-accumulates are those of the dense convention ``N*Ho*Wo*T*C*kh*kw``
-either way (the vector kernel counts them as it runs; ``im2col`` runs exactly
-that GEMM).
+An LCCL network's speed-up is measured against the same network without LCCL, so the
+plain convolutions must be as fast as the library can make them: a gated kernel that
+happened to be faster per MAC than the dense conv would otherwise pass its own speed
+off as the saving of the mask.  Two dense kernels are at hand: ``"im2col"``, the
+teaching path's :func:`lccl_ref.functional.conv2d_forward`, and ``"vector"``, the
+register-blocked kernel of :mod:`.vector` at every position.  Neither wins on every
+layer (the vector kernel takes 0.6-0.8 of im2col's time on ResNet-20's layers, but
+1.2 at 256@14x14), so ``method="auto"`` times both the first time it meets a shape
+(:mod:`.tune`, question ``"dense"``) and uses the faster from then on.  Both give the
+same result up to float rounding and the dense MACs ``N*Ho*Wo*T*C*kh*kw``.  ``pre``
+(unchecked entry only): the conv reads ``max(x * s[c] + h[c], 0)``, applied in the
+vector kernel's input copy, or as a pass of its own before im2col.
 """
 
 from __future__ import annotations
@@ -40,8 +25,6 @@ from .vector import vector_conv
 DENSE_METHODS = ("auto", "im2col", "vector")
 #: Timed calls per kernel when ``"auto"`` meets a new shape (after one warm-up call).
 TRIALS = 3
-#: ``{shape key: {"method": str, "ms": {method: best time}}}``, filled by ``"auto"``.
-CHOICES: dict = {}
 
 
 def conv2d_inference(x, w, b=None, stride=1, padding=0, method="auto"):
@@ -68,18 +51,18 @@ def conv2d_inference(x, w, b=None, stride=1, padding=0, method="auto"):
 
 
 def conv2d_inference_unchecked(x, w, b, stride, padding, method="auto", pre=None):
-    """:func:`conv2d_inference` without the argument checks (``stride``, ``padding``
-    as int pairs), for eval-mode ``Conv2d``, which checks ``x`` against its own weight.
-    ``pre``: None, or ``(s, h)`` (C,) arrays: the conv reads ``max(x * s[c] + h[c], 0)``."""
-    (sh, sw), (ph, pw) = effective_stride(x.shape[2], x.shape[3], stride, padding), padding
-    ho = (x.shape[2] + 2 * ph - w.shape[2]) // sh + 1
-    wo = (x.shape[3] + 2 * pw - w.shape[3]) // sw + 1
+    """:func:`conv2d_inference` without the argument checks (``stride``, ``padding`` int
+    pairs); ``pre``: None, or ``(s, h)`` (C,) arrays, the BN-ReLU read through."""
+    stride = effective_stride(x.shape[2], x.shape[3], stride, padding)
     if method == "auto":
-        method = _choose(x, w, b, (sh, sw), (ph, pw), ho, wo, pre)
-    return _run(method, x, w, b, (sh, sw), (ph, pw), ho, wo, pre)
+        key = (x.shape, w.shape, stride, padding, x.dtype.str, b is not None, pre is not None)
+        method = fastest("dense", key, {
+            m: (lambda m=m: _run(m, x, w, b, stride, padding, pre)) for m in ("im2col", "vector")
+        }, TRIALS)
+    return _run(method, x, w, b, stride, padding, pre)
 
 
-def _run(method, x, w, b, stride, padding, ho, wo, pre):
+def _run(method, x, w, b, stride, padding, pre):
     if method == "im2col":
         if pre is not None:  # the BN-ReLU as a pass of its own
             x = affine_relu_unchecked(x, *pre)
@@ -87,12 +70,4 @@ def _run(method, x, w, b, stride, padding, ho, wo, pre):
     return vector_conv(x, w, b, stride, padding, pre=pre)[0]  # every position, no mask
 
 
-def _choose(x, w, b, stride, padding, ho, wo, pre):
-    key = (x.shape, w.shape, stride, padding, x.dtype.str, b is not None, pre is not None)
-    return fastest(CHOICES, key, {
-        m: (lambda m=m: _run(m, x, w, b, stride, padding, ho, wo, pre))
-        for m in ("im2col", "vector")
-    }, TRIALS)
-
-
-__all__ = ["CHOICES", "DENSE_METHODS", "conv2d_inference", "conv2d_inference_unchecked"]
+__all__ = ["DENSE_METHODS", "conv2d_inference", "conv2d_inference_unchecked"]

@@ -1,11 +1,21 @@
-"""Helpers of the kernels written as LLVM IR (Numba ``@intrinsic``\\ s): the vectors
-that :mod:`.cheap`, :mod:`.fused` and :mod:`.vector` spell out where LLVM would not
-keep a block of work in registers, or would not vectorise it."""
+"""LLVM IR for the fast kernels: the helpers their Numba ``@intrinsic``\\ s are written with.
+
+Where LLVM would not keep a block of work in registers, or would not vectorise a
+loop, the kernels of :mod:`lccl_ref.fast` spell the vectors out in LLVM IR.  This
+module holds what they share: the data pointers and vector type of array arguments
+(:func:`array_lanes`), splats, vector pointers, the FMA intrinsic, the folded
+BN-ReLU on a vector (:func:`pre_value`, the vector spelling of
+``functional.batchnorm.affine_relu_value``), and three intrinsics callable from
+Numba code: stack scratch (:func:`stack_ptr`), the CPU's cycle counter
+(:func:`cycle_counter`) and a prefetch (:func:`prefetch_write`).
+"""
 
 from __future__ import annotations
 
 from llvmlite import ir
+from numba import types
 from numba.core import cgutils
+from numba.extending import intrinsic
 
 
 def array_lanes(context, builder, signature, args, which):
@@ -41,8 +51,52 @@ def fma(builder, vty):
 def pre_value(builder, v, a, b, has_pre):
     """``max(v * a + b, 0)`` (NaN for NaN) if the i1 ``has_pre``, else ``v``: the folded
     BN-ReLU of the copies, a multiply and an add (not an FMA: the rounding of
-    ``F.batchnorm.affine_relu_unchecked``); ``a``, ``b`` vectors like ``v``."""
+    ``functional.batchnorm.affine_relu_value``); ``a``, ``b`` vectors like ``v``."""
     zero = ir.Constant(v.type, [0.0] * v.type.count)
     f = builder.fadd(builder.fmul(v, a), b)
     f = builder.select(builder.fcmp_unordered(">", f, zero), f, zero)  # ugt: NaN kept
     return builder.select(has_pre, f, v)
+
+
+@intrinsic
+def stack_ptr(typingctx, size, dtype):
+    """Pointer to ``size`` (a literal int) stack slots of ``dtype``: scratch that LLVM can
+    keep in registers (``np.empty`` allocates on the heap through Numba's runtime)."""
+    if not isinstance(size, types.IntegerLiteral):
+        return None
+    n_slots = size.literal_value
+    elem = dtype.dtype
+
+    def codegen(context, builder, sig, args):
+        slots = cgutils.alloca_once(builder, ir.ArrayType(context.get_value_type(elem), n_slots))
+        zero = ir.Constant(ir.IntType(32), 0)
+        return builder.gep(slots, [zero, zero])
+
+    return types.CPointer(elem)(size, dtype), codegen
+
+
+@intrinsic
+def cycle_counter(typingctx):
+    """The CPU's cycle counter (``llvm.readcyclecounter``: RDTSC on x86), for per-op times."""
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []),
+                                            "llvm.readcyclecounter")
+        return builder.call(fn, [])
+    return types.int64(), codegen
+
+
+@intrinsic
+def prefetch_write(typingctx, arr, k):
+    """Ask for the cache line of ``arr[k]``, to be written (``llvm.prefetch``: on x86
+    ``prefetchw``), without waiting for it."""
+    def codegen(context, builder, sig, args):
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        data = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0]).data
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+            "llvm.prefetch.p0i8")
+        ptr = builder.bitcast(builder.gep(data, [args[1]]), i8p)
+        # write, keep in all cache levels, data cache
+        builder.call(fn, [ptr, ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return types.void(arr, k), codegen

@@ -1,27 +1,31 @@
-"""Pick the faster of equivalent kernels for a shape by timing them once.
+"""The autotune: the faster of equivalent kernels for a shape, timed once, and its one table.
 
-Used by :func:`lccl_ref.kernels.conv2d_inference` (im2col vs vector at r = 1)
-and by ``gated_conv2d(method="auto")`` on shared masks (vector vs gather).
-Which kernel wins depends on the layer shape in ways no simple rule on
-``C``, ``T`` and the image size captures (measured: the vector kernel wins
-at C <= 96, ties at 128@28x28, loses at 256@14x14 but wins again at
-512@7x7, where both are bound by reading the weights), and on the machine.
-So the first call with a new shape times each candidate (one warm-up call,
-then the best of ``trials``), and every later call with that shape reuses
-the decision.  The candidates compute the same thing up to float rounding;
-the decisions and the times behind them stay in the table for inspection.
+Which kernel wins depends on the layer shape in ways no simple rule on ``C``, ``T``
+and the image size captures, and on the machine (docs/kernel-notes.md, "autotune").
+So the first call with a new shape times each candidate (one warm-up call, then the
+best of ``trials``) and every later call with that shape reuses the decision.  The
+candidates compute the same thing up to float rounding.
+
+:data:`CHOICES` is the one table of every decision, by the question asked
+(``"dense"``: im2col or the vector kernel at r = 1, :mod:`.dense`; ``"shared"``:
+vector or gather on a shared mask, :mod:`.gated`; ``"fused"``: the fused LCCL kernel
+or two calls, :mod:`.lccl`), then by shape; each entry keeps the times behind it.
 """
 
 from __future__ import annotations
 
 import time
 
+#: ``{question: {shape key: {"method": name, "ms": {name: best time in ms}}}}``.
+CHOICES: dict = {"dense": {}, "shared": {}, "fused": {}}
 
-def fastest(table: dict, key, candidates: dict, trials: int = 3) -> str:
+
+def fastest(question: str, key, candidates: dict, trials: int = 3) -> str:
     """Name of the fastest zero-argument callable in ``candidates``, timed once per ``key``.
 
-    ``table[key]`` becomes ``{"method": name, "ms": {name: best time in ms}}``.
+    ``CHOICES[question][key]`` becomes ``{"method": name, "ms": {name: best time in ms}}``.
     """
+    table = CHOICES[question]
     hit = table.get(key)
     if hit is None:
         best = {}

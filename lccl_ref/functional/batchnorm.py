@@ -126,7 +126,8 @@ def fold_into_conv(w, b, gamma, beta, running_mean, running_var, eps=1e-5):
     """Fold an eval-mode BatchNorm that follows a conv into the conv's weights.
 
     ``BN(conv_w(x) + b) == conv_w'(x) + b'`` with ``w' = w * s[:, None, None, None]``,
-    ``b' = (b - running_mean) * s + beta`` and ``s = gamma / sqrt(running_var + eps)``.
+    ``b' = b * s + h``, where ``(s, h)`` is the BN as an affine map (:func:`bn_affine`:
+    ``s = gamma / sqrt(running_var + eps)``, ``h = beta - running_mean * s``).
 
     Parameters
     ----------
@@ -146,11 +147,9 @@ def fold_into_conv(w, b, gamma, beta, running_mean, running_var, eps=1e-5):
             check_shape(name, v, (t,))
     check_same_dtype(w=w, b=b, gamma=gamma, beta=beta, running_mean=running_mean,
                      running_var=running_var)
+    s, h = bn_affine(gamma, beta, running_mean, running_var, eps)  # BN(v) = v * s + h
     b0 = np.zeros(t, dtype=w.dtype) if b is None else b
-    s = gamma / np.sqrt(running_var + w.dtype.type(eps))
-    return (w * s[:, None, None, None]).astype(w.dtype), ((b0 - running_mean) * s + beta).astype(
-        w.dtype
-    )
+    return (w * s[:, None, None, None]).astype(w.dtype), (b0 * s + h).astype(w.dtype)
 
 
 def batchnorm2d_inference(x, gamma, beta, running_mean, running_var, eps=1e-5, relu=False):
@@ -220,6 +219,15 @@ def affine_relu_unchecked(x, s, h, relu=True):
     return y
 
 
+@njit(inline="always")
+def affine_relu_value(v, a, b, zero):
+    """``max(v * a + b, 0)`` for one value: a multiply and an add, not an FMA; NaN stays
+    NaN, as ``np.maximum``.  The folded BN-ReLU, shared by every Numba kernel that
+    applies one (``lccl_ref.fast`` spells the same in vectors of LLVM IR)."""
+    v = v * a + b
+    return zero if v <= zero else v
+
+
 @njit(cache=True)
 def _affine_relu(x, s, h, relu, y):
     """``y[n, c, :] = x[n, c, :] * s[c] + h[c]``, then ``max(., 0)`` if ``relu``; (N, C, H*W)."""
@@ -231,8 +239,7 @@ def _affine_relu(x, s, h, relu, y):
             src, dst = x[n, c], y[n, c]
             if relu:
                 for e in range(src.shape[0]):
-                    v = src[e] * a + b
-                    dst[e] = zero if v <= zero else v  # NaN stays NaN, as np.maximum
+                    dst[e] = affine_relu_value(src[e], a, b, zero)
             else:
                 for e in range(src.shape[0]):
                     dst[e] = src[e] * a + b

@@ -58,13 +58,20 @@ def _prepare_cols(cols, x_shape, kernel_size, stride, padding):
     return (n, c, h, w), kh, kw, s, p, ho, wo
 
 
-def pad_nhwc(x: np.ndarray, padding: tuple[int, int]) -> np.ndarray:
-    """(N, C, H, W) -> zero-padded channel-last copy (N, H + 2ph, W + 2pw, C)."""
+def pad_nhwc(x: np.ndarray, padding: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+    """(N, C, H, W) -> zero-padded channel-last copy (N, H + 2ph, W + 2pw, C).
+
+    The one padded copy of the library's channel-last kernels (im2col, the
+    convolution's chunks, the gated kernels).  ``out``: a buffer of at least that
+    shape to reuse, whose border already holds zeros (made once with ``np.zeros``):
+    only its interior ``out[:N, ph:ph + H, pw:pw + W]`` is written, and it is returned.
+    """
     n, c, h, w = x.shape
     ph, pw = padding
-    xp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
-    xp[:, ph : ph + h, pw : pw + w, :] = x.transpose(0, 2, 3, 1)
-    return xp
+    if out is None:
+        out = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
+    out[:n, ph : ph + h, pw : pw + w, :] = x.transpose(0, 2, 3, 1)  # NCHW -> NHWC
+    return out
 
 
 def sliding_windows(xp: np.ndarray, kernel_size, stride, out_size) -> np.ndarray:
