@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=bounded_int(MAX_FLOPS_INPUT), metavar="S",
                    help=f"input height = width, 1 to {MAX_FLOPS_INPUT} (one forward pass of a "
                         "zero image); default 28 for mnist-resnet, else 32")
-    p.add_argument("--density", type=non_negative_float, metavar="R",
+    p.add_argument("--density", type=fraction, metavar="R",
                    help="fraction of the expensive convs' output cells computed (default 1)")
     _flags(p, "--json")
     p.set_defaults(func=commands.cmd_flops)

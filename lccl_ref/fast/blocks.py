@@ -94,11 +94,8 @@ def run_blocks(xb, wb, off, base, qs, m, bases, obuf):
     ``TB = 16``: blocks of 5 positions, and the last ``4*b4`` positions in blocks
     of 4, with ``b4 = -m mod 5``, so that ``m = 5*a + 4*b4`` and no block
     repeats a position (``m >= 12``; below, when ``4*b4 > m``, the short last
-    5-block repeats as before).  A repeated position costs as much as a real
-    one: at 64@8x8 a band is the 42 active positions of an image at r = 0.65,
-    and the repeats were 5 % of the layer's MACs.  (4x16 blocks run at the
-    speed of 5x16 ones; 1x16 to 3x16 are not register-blocked by LLVM and run
-    at 2-3 GMAC/s, so they are no use for the tail.)
+    5-block repeats).  A repeated position costs as much as a real one.  (1x16 to
+    3x16 blocks are not register-blocked by LLVM: no use for the tail.)
     """
     n_tb, _, tb = wb.shape
     if tb == 16:
@@ -126,10 +123,7 @@ def band_cells(t_pad, itemsize):
     but at least ``MIN_BAND_CELLS``.
 
     Each band streams all the weight blocks once, so at large ``T`` (and ``C``)
-    a band of a few cells spends its time reading weights: at 512@7x7 (batch
-    1) a 16-cell band took 13.9 ms at r = 1 and 11.3 at r = 0.65, a 256-cell
-    band 12.1 and 10.2; at 256@14x14 9.2 / 6.7 -> 8.5 / 5.9.  No change at
-    T <= 64, where ``BAND_BYTES`` already gives 128 cells or more.
+    a band of a few cells would spend its time reading weights.
     """
     return max(MIN_BAND_CELLS, BAND_BYTES // (t_pad * itemsize))
 
@@ -138,8 +132,8 @@ def weight_blocks(w, tb):
     """(T, C, kh, kw) -> (T_pad / tb, C*kh*kw, tb), ``T`` padded with zero columns.
 
     Rows follow the patch order ``(c, a, b)`` of :func:`vector_shared`'s offsets.
-    Built at every call (weights may change between calls), by a Numba loop: the
-    NumPy transposed copy took 47 us at 64 -> 64 channels, a fifth of a batch-1 layer.
+    Built at every call (weights may change between calls), by a Numba loop (the
+    NumPy transposed copy took a fifth of a batch-1 layer's time).
     """
     t = w.shape[0]
     wm = np.ascontiguousarray(w).reshape(t, -1)  # (T, C*kh*kw)

@@ -50,14 +50,8 @@ def _compact(typingctx, vin, vout, mout, qs, base, um, q0, b0, nv, rows, ws, wd)
     index :func:`_lane_lists` for the lanes to keep, which are stored as two whole
     vectors (lanes past the count are overwritten by the next step, and never
     reach past ``um + L``: the slots of the row's cells), and ``um`` grows by the
-    popcount.  The scalar loop it replaces did a store per list per cell
-    (1.8 us per 32x32 image with V' and the mask; 1.2 with this list and a
-    vectorised Numba loop for V' and the mask, whose set-up per row cost as much as
-    its work at 16 columns; in ResNet-20 at batch 1, 1.9 -> 1.7 us per 16@32x32
-    layer with both here).  A band's rows in one call (:func:`_band_list`) instead
-    of a call per row: 1.7 -> 1.1 us per 16@32x32 image, 0.6 -> 0.4 at 32@16x16,
-    0.3 -> 0.1 at 64@8x8.  (Lists of 32-bit integers, half the stores: 1.1 -> 0.8
-    us, but the blocks that read them took 1 us longer.)
+    popcount.  It replaces a scalar loop that did a store per list per cell
+    (docs/kernel-notes.md, "fused").
     """
     sig = types.uint64(vin, vout, mout, qs, base, um, q0, b0, nv, rows, ws, wd)
 

@@ -76,13 +76,7 @@ def lccl_shared_eval(x, w, w_cheap, b_cheap, stride=1, padding=0, cheap_padding=
         The number of true cells of ``mask`` (positions, not cells times T).
     macs_expensive : int
         Multiply-accumulates of the expensive conv, counted as the kernel
-        runs: ``active * T*C*kh*kw``.
-
-    Notes
-    -----
-    PAPER.md, "The idea": ``O = V * V'`` with ``V`` needed only where
-    ``V' > 0``; the cost is ``r XYTk^2C`` MACs for the expensive conv plus
-    ``XYk'^2C`` for the cheap one (the LCCL rows of "Cost and speed-up").
+        runs: ``active * T*C*kh*kw`` (the cheap conv's ``N*Ho*Wo*C*kh'*kw'`` are not).
     """
     (sh, sw), (ph, pw), ho, wo = check_conv_args(x, w, None, stride, padding)
     if gate not in GATES:
@@ -114,13 +108,9 @@ def lccl_shared_eval(x, w, w_cheap, b_cheap, stride=1, padding=0, cheap_padding=
 
 def lccl_shared_eval_unchecked(x, w, w_cheap, b_cheap, stride, padding, cheap_padding,
                                pre=None, clip=False):
-    """:func:`lccl_shared_eval` without the argument checks, for callers that made them.
-
-    ``stride``, ``padding`` and ``cheap_padding`` are ``(int, int)`` pairs;
-    the arrays are as :func:`lccl_shared_eval` requires (the layer's own
-    weights and its checked ``x``).  ``pre``: None, or ``(s, h)`` (C,) arrays:
-    both convolutions read ``max(x * s[c] + h[c], 0)``.  ``clip``: the gate
-    ``min(max(z, 0), 1)`` instead of ``max(z, 0)``.
+    """:func:`lccl_shared_eval` without the argument checks (``stride``, the paddings
+    int pairs).  ``pre``: None, or ``(s, h)`` (C,) arrays: both convolutions read
+    ``max(x * s[c] + h[c], 0)``.  ``clip``: the gate ``min(max(z, 0), 1)``.
     """
     n, c, h, wd = x.shape
     (sh, sw), (ph, pw), (cph, cpw) = effective_stride(h, wd, stride, padding), padding, \
@@ -156,19 +146,9 @@ def fused_tables(c, h, wd, kh, kw, khc, kwc, sh, sw, ph, pw, dh, dw):
     hq, wq = -(-(h + 2 * ph) // sh), -(-(wd + 2 * pw) // sw)  # rows, columns of a phase
     ph_size = hq * wq  # one (row phase, column phase) plane of a channel
     off = np.empty(c * kh * kw, dtype=np.uint64)
-    e = 0
-    for ch in range(c):
-        for a in range(kh):
-            for b in range(kw):
-                off[e] = (((ch * sh + a % sh) * sw + b % sw) * hq + a // sh) * wq + b // sw
-                e += 1
+    _phase_offsets(c, 0, kh, 0, kw, sh, sw, hq, wq, off)
     toff = np.empty(c * khc * kwc, dtype=np.int64)
-    e = 0
-    for ch in range(c):
-        for a in range(dh, dh + khc):
-            for b in range(dw, dw + kwc):
-                toff[e] = (((ch * sh + a % sh) * sw + b % sw) * hq + a // sh) * wq + b // sw
-                e += 1
+    _phase_offsets(c, dh, khc, dw, kwc, sh, sw, hq, wq, toff)
     rowmap = np.empty(h, dtype=np.int64)
     for r in range(h):
         rowmap[r] = (((ph + r) % sh) * sw * hq + (ph + r) // sh) * wq
@@ -182,6 +162,18 @@ def fused_tables(c, h, wd, kh, kw, khc, kwc, sh, sw, ph, pw, dh, dw):
     return off, toff, rowmap, cols, even, odd, hq, wq
 
 
+@njit(inline="always")
+def _phase_offsets(c, a0, kh, b0, kw, sh, sw, hq, wq, out):
+    """``out[e]``, tap ``e = (ch, a, b)`` for ``a0 <= a < a0 + kh``, ``b0 <= b < b0 + kw``:
+    its offset from a window's corner in the ``(C, sh, sw, Hq, Wq)`` phase layout."""
+    e = 0
+    for ch in range(c):
+        for a in range(a0, a0 + kh):
+            for b in range(b0, b0 + kw):
+                out[e] = (((ch * sh + a % sh) * sw + b % sw) * hq + a // sh) * wq + b // sw
+                e += 1
+
+
 def fused_buffer(c, sh, sw, hq, wq, dtype):
     """The zero padded image of :func:`fused_image` (with slack for the cheap overrun)."""
     return np.zeros(c * sh * sw * hq * wq + 8 + wq, dtype=dtype)
@@ -191,7 +183,7 @@ def fused_buffer(c, sh, sw, hq, wq, dtype):
 def taps_3x3(toff, c, s, hq, wq):
     """Whether the cheap taps are a 3x3 window at the corner of the expensive one at
     stride ``s`` (tap ``(ch, a, b)`` at ``((ch*s + a % s)*s + b % s)*Hq*Wq + (a // s)*Wq
-    + b // s``): :func:`.cheap.row_sweeps_3x3` at stride 1, ``_s2`` at stride 2."""
+    + b // s``): :func:`.rows3x3.row_sweeps_3x3` at stride 1, ``_s2`` at stride 2."""
     if toff.shape[0] != 9 * c:
         return False
     for ch in range(c):
@@ -251,15 +243,15 @@ def fused_image(xn, xb, off, toff, wt, bias, rowmap, cols, even, odd, hq, wq, wb
         run_blocks(xb, wb, off, base, qs, m, bases, obuf)
         active += m
         macs += m * n_out * k_len
-        sb = vrow[q0:q1]  # V' > 0 is the mask: a float compare, not a byte load (2.9 vs
-        for t in range(n_out):  # 3.6 us per 16@32x32 image); unit strides: vectorised
+        sb = vrow[q0:q1]  # V' > 0 is the mask: a float compare is faster than a byte load
+        for t in range(n_out):  # unit strides: vectorised
             yt = yn[t, q0:q1]
             ot = obuf[t]
             if res is None:
                 for q in range(q1 - q0):
                     s = sb[q]
                     val = ot[q] * s  # computed first: with the product inside the
-                    yt[q] = zero if s <= zero else val  # select, LLVM branched (+1.5 ms)
+                    yt[q] = zero if s <= zero else val  # select, LLVM branched per cell
             else:
                 rt = res[t, q0:q1]
                 for q in range(q1 - q0):
@@ -274,11 +266,9 @@ def _fused_shared(x, wb, wc, bias, kh, kw, sh, sw, ph, pw, dh, dw, y, v, mask, b
                   pre_s, pre_h, has_pre, clip):
     """:func:`fused_image` for every image; returns ``(active, macs)``.
 
-    ``x`` (N, C, H, W) any strides; ``wb`` from :func:`.vector.weight_blocks`;
-    ``wc`` (C, kh', kw') C-contiguous, its window at ``(dh, dw)`` inside the
-    expensive one; ``y`` (N, T, Ho, Wo), ``v`` and ``mask`` (N, Ho, Wo),
-    C-contiguous, every cell written.  With ``has_pre`` both
-    convolutions read ``max(x * pre_s[c] + pre_h[c], 0)``, made in the copy.
+    ``x`` (N, C, H, W) any strides; ``wb`` from :func:`.blocks.weight_blocks`; ``wc``
+    (C, kh', kw') C-contiguous, its window at ``(dh, dw)`` inside the expensive one;
+    ``y`` (N, T, Ho, Wo), ``v`` and ``mask`` (N, Ho, Wo), C-contiguous, all written.
     """
     n_img, c, h, wd = x.shape
     _, n_out, ho, wo = y.shape
@@ -297,8 +287,7 @@ def _fused_shared(x, wb, wc, bias, kh, kw, sh, sw, ph, pw, dh, dw, y, v, mask, b
     m2 = mask.reshape(n_img, ho * wo)
     v2 = v.reshape(n_img, ho * wo)
     wt = wc.reshape(c * khc * kwc)
-    active = 0
-    macs = 0
+    active = macs = 0
     for n in range(n_img):
         a, m = fused_image(x[n], xb, off, toff, wt, bias, rowmap, cols, even, odd, hq, wq, wb,
                            sh, sw, ph, pw, y3[n], v2[n], m2[n], ho, wo, band, vflat, qs, base,

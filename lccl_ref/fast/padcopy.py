@@ -73,8 +73,7 @@ def copy_image(xn, buf, ph, pw, pre_s, pre_h, has_pre):
     BN-ReLU that precedes the convolution is applied here, in the copy the
     kernel makes anyway, instead of as a pass of its own over the activations.
     Rows of whole vectors (unit column stride): a channel per :func:`_affine_rows`
-    call (one image in cache, float32, has_pre: 32@16x16 3.1 -> 2.0 us, 64@8x8
-    2.1 -> 1.4, 16@32x32 3.6 either way); other widths row by row.
+    call; other widths row by row.
     """
     c, h, w = xn.shape
     zero = buf.dtype.type(0)
@@ -109,7 +108,7 @@ def _split_pairs(typingctx, src, de, do, rows, ws, wd, chunks, a, b, has_pre):
     elements, each row contiguous.  Per step two vector loads, two shuffles (even
     lanes, odd lanes) and two vector stores: LLVM did not vectorise the same
     deinterleave written as a Numba loop.  All the rows of a channel's row phase
-    in one call (one call per row: 5.4 us for 16@32x32, a third more).
+    in one call.
     """
     sig = types.void(src, de, do, rows, ws, wd, chunks, a, b, has_pre)
 
@@ -147,9 +146,7 @@ def copy_rows_2(xn, xb, chan, rowmap, even, odd, sh, wq, pre_s, pre_h, has_pre):
     Whole vectors of pairs by :func:`_split_pairs`, a channel's row phase (input
     rows ``p, p + sh, ...``, which land ``Wq`` apart) per call (rows with unit
     column stride), the rest one pair at a time; with ``has_pre`` each value is
-    ``max(x * pre_s[c] + pre_h[c], 0)``, as in :func:`.vector.copy_image`.
-    16@32x32, one image in cache: 4.0-4.5 us (5.5 with a call per row, 9.3 as a
-    Numba loop; the stride-1 copy takes 3.6).
+    ``max(x * pre_s[c] + pre_h[c], 0)``, as in :func:`copy_image`.
     """
     c, h, wd = xn.shape
     zero = xb.dtype.type(0)
@@ -173,7 +170,7 @@ def copy_rows_2(xn, xb, chan, rowmap, even, odd, sh, wq, pre_s, pre_h, has_pre):
                 for k in range(done, half):
                     de[k] = _maybe_pre(src[2 * k], a, b, has_pre, zero)
                     do[k] = _maybe_pre(src[2 * k + 1], a, b, has_pre, zero)
-    if wd % 2:  # the odd last column, after the loop above (inside it: 3x slower)
+    if wd % 2:  # the odd last column, after the loop above (inside it: slower)
         for ch in range(c):
             for r in range(h):
                 a = pre_s[ch] if has_pre else zero
@@ -221,7 +218,7 @@ def copy_planes(xn, buf, chan, plane, rowmap, cols, pw, sw, eo, oo, je, jo):
             if sw == 1:
                 dst = buf[base + pw:base + pw + wd]
                 k = 0
-                while k + 8 <= wd:  # loads, then stores: 0.85 not 0.98 ms at 128x64@8x8
+                while k + 8 <= wd:  # eight loads, then eight stores (faster)
                     a0, a1, a2, a3 = src[k], src[k + 1], src[k + 2], src[k + 3]
                     a4, a5, a6, a7 = src[k + 4], src[k + 5], src[k + 6], src[k + 7]
                     dst[k], dst[k + 1], dst[k + 2], dst[k + 3] = a0, a1, a2, a3

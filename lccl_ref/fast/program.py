@@ -254,12 +254,8 @@ class Builder:
     def plan_prefetches(self):
         """An op whose padded image the op using one before it (in the loop over a batch,
         the last before the first) did not use finds it out of cache at batch 1: the whole
-        network's weights and buffers do not fit in L2.  The op before it prefetches it.
-
-        ResNet-20 at batch 1, kxkxCx1: the stride-2 LCCL's phase copy (16@32x32) took
-        9.1 us instead of the 4.3 of a warm buffer, 7.6-7.9 with the prefetch, and
-        at 32@16x16 5.2 -> 4.4, the op before them no slower; over the whole network
-        the change is below the run-to-run noise.
+        network's weights and buffers do not fit in L2.  The op before it prefetches it
+        (docs/kernel-notes.md, "engine").
         """
         users = [k for k, row in enumerate(self.rows) if row[F_PAD] >= 0]
         for j, k in enumerate(users):

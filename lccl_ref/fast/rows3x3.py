@@ -40,8 +40,7 @@ def _rows_3x3(typingctx, xb, w9, e, chan, plane, nc, wq, bias, out, rows, cols, 
     ``(b, a)``), each weight broadcast where it is first used.  In that order
     LLVM keeps a step of 8 accumulators (4 x 2, 8 x 1) in registers and
     schedules it better than row by row (``(a, b)`` order, all 9 weights
-    broadcast first): 32@16x16 4.3 -> 3.7 us at 4 x 2, 64@8x8 2.4 -> 1.8 at
-    8 x 1.  Steps of 10-16 accumulators still spill.  At
+    broadcast first).  Steps of 10-16 accumulators spill.  At
     stride 2, in the phase layout of :mod:`.fused` (a channel's four ``Hq x Wq``
     phase planes ``plane`` apart), ``tap(a, b) = (2*(a % 2) + b % 2)*plane + (r + a//2)*Wq
     + b//2``: a row of phase plane ``(0, b % 2)`` serves two output rows (taps
@@ -156,16 +155,6 @@ def row_sweeps_3x3(xb, wt, chan, nc, ho, wo, wq, bias, vflat):
     ``Ho >= ROWS`` and ``Wo >=`` the vector width (8 in float32, 4 in
     float64).  The padding columns (``j >= Wo``) that :func:`tap_sweeps`
     computes too are not computed: at 8x8 they were 18% of its work.
-
-    Measured (one image in cache, float32, us; the cheap branch's 1/T share of
-    the dense conv's time in brackets): 16@32x32 6.3-7.4 at 4 x 2, 6.4-7.5 at
-    2 x 4 (9.3; the range is from process to process, by where the buffers
-    fall), in :func:`.fused.fused_image` 7.8; 32@16x16 3.7 (4.4); 64@8x8 1.8
-    at 8 x 1, 2.4 at 4 x 1 (2.1).  In the earlier ``(a, b)`` tap order:
-    8.6, 4.3-4.8 and 2.4-2.6, and 8 x 1 no faster than 4 x 1.  Steps of 3 x
-    4, 4 x 4, 5 x 2, 6 x 2 and 3 x 3 (10-16 accumulators) spill and run at
-    0.8-0.9 FMA per cycle, against 1.25-1.45 for 8.  :func:`tap_sweeps` took
-    13.5, 7.2 and 4.4.
     """
     _sweeps(xb, wt, chan, 0, nc, ho, wo, wq, bias, vflat, 1)
 
@@ -177,10 +166,6 @@ def row_sweeps_3x3_s2(xb, wt, chan, plane, nc, ho, wo, wq, bias, vflat):
     ``vflat[i*Wq + j]`` for ``i < Ho``, ``j < Wo``, as :func:`row_sweeps_3x3` does
     at stride 1 (same steps, same needs), for the taps of :func:`tap_sweeps` at
     ``(2*(a % 2) + b % 2)*plane + (a // 2)*Wq + b // 2``.
-
-    Measured (one image in cache, float32, us; the MAC share in brackets): 16@32x32
-    -> 16x16 2.8 (2.4), 32@16x16 -> 8x8 1.6 (1.1); :func:`tap_sweeps` took 4.1 and
-    2.6 (its eight-tap sweeps load every tap's input, 9 loads per 8 FMAs).
     """
     _sweeps(xb, wt, chan, plane, nc, ho, wo, wq, bias, vflat, 2)
 
@@ -196,7 +181,7 @@ def conv3x3_rows(xn, buf, wt, b, ph, pw, yn, vflat, pre_s, pre_h, has_pre, res=N
 
     ``xn`` (C, H, W) any strides; ``buf`` the zero-bordered ``(C, Hp, Wp)`` padded
     image (its border kept from call to call, as in
-    :func:`.vector.copy_image`, which fills it, with ``max(x * pre_s + pre_h, 0)``
+    :func:`.padcopy.copy_image`, which fills it, with ``max(x * pre_s + pre_h, 0)``
     when ``has_pre``); ``wt`` (T, 9C) the weights, ``b`` (T,) the bias; ``yn``
     (T, Ho*Wo) gets ``conv + b`` (``+ res``, (T, Ho*Wo), when given);
     ``vflat`` ((Ho-1)*Wp + Wo + 8,) scratch.  Needs ``Ho >= ROWS`` and ``Wo >=``
@@ -204,8 +189,7 @@ def conv3x3_rows(xn, buf, wt, b, ph, pw, yn, vflat, pre_s, pre_h, has_pre, res=N
 
     Why: with ``C*9 = 27`` taps, the register-blocked kernel of :mod:`.vector`
     spends a third of its time per block outside the FMAs (loading positions,
-    zeroing and storing 80 accumulators).  ResNet-20's stem, 3 -> 16 at 32x32,
-    one image in cache: 30 us against 42 (float32).
+    zeroing and storing 80 accumulators).
     """
     c, hp, wp = buf.shape
     t = yn.shape[0]

@@ -129,15 +129,8 @@ def tap_sweeps(xb, wt, toff, e0, e1, bias, vflat):
     * up to :data:`REGISTER_TAPS` taps, :func:`_taps_step` over :data:`TAP_COLS`
       vectors of positions at a time, then one vector at a time, the accumulators
       in registers for all taps;
-    * more taps, :func:`_block_sweeps`.
-
-    Measured (one image in cache, float32, us, block sweeps / register steps): the
-    1x1 kernel at 16@32x32 2.2 / 1.9 (in :func:`.fused.fused_image`, right after
-    its copy, 2.6-4.3 / 2.0), 32@16x16 1.14 / 1.12, 64@8x8 0.70 / 0.72, at
-    stride 2 16@32x32 0.62 / 0.53, 32@16x16 0.40 / 0.34; the 3x3 at stride 2
-    16@32x32 (144 taps) 3.8 / 4.5, 64@8x8 (576) 4.5 / 5.3: with many taps the
-    register steps stream the whole input buffer through L1 for every step,
-    the block sweeps eight taps' rows in order.
+    * more taps, :func:`_block_sweeps` (with many taps the register steps would
+      stream the whole input buffer through L1 for every step).
     """
     if toff.shape[0] > REGISTER_TAPS:
         _block_sweeps(xb, wt, toff, e0, e1, bias, vflat)

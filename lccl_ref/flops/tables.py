@@ -27,7 +27,7 @@ def _conv_row(name, kind, conv: Conv2d, in_shape):
                 macs=ho * wo * t * c * kh * kw)  # per image
 
 
-def _layercheck_density(name, density, lccl: LCCLConv2d, measured_ok):
+def _layer_density(name, density, lccl: LCCLConv2d, measured_ok):
     if isinstance(density, dict):
         if name not in density:
             raise ValueError(f"density has no entry for LCCL layer {name!r} "
@@ -109,7 +109,7 @@ def mac_table(model: Module, input_shape=None, x=None, density=None):
         parent = name.rpartition(".")[0]
         pre = f"{name}." if name else ""
         if isinstance(m, LCCLConv2d):
-            r = _layercheck_density(name, density, m, measured_ok)
+            r = _layer_density(name, density, m, measured_ok)
             if m.conv.last_input_shape is None:
                 raise RuntimeError(f"LCCL layer {name!r} did not run in the forward pass")
             row = _conv_row(f"{pre}conv", "lccl.expensive", m.conv, m.conv.last_input_shape)

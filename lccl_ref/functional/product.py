@@ -43,12 +43,14 @@ def product_forward(v, v_cheap, mask=None):
     if v_cheap.shape not in ((n, t, ho, wo), (n, 1, ho, wo)):
         raise ValueError(f"v_cheap must have shape {(n, t, ho, wo)} or {(n, 1, ho, wo)} for v "
                          f"of shape {v.shape}, got {v_cheap.shape}")
-    o = v * v_cheap  # (N, T, Ho, Wo), V' broadcast over T when T' = 1
-    if mask is not None:
-        if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
-            raise TypeError(f"mask must be a bool ndarray, got {getattr(mask, 'dtype', mask)!r}")
-        check_shape("mask", mask, v_cheap.shape)
-        np.copyto(o, 0, where=~mask)
+    if mask is None:
+        return v * v_cheap, (v, v_cheap)  # (N, T, Ho, Wo), V' broadcast over T when T' = 1
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
+        raise TypeError(f"mask must be a bool ndarray, got {getattr(mask, 'dtype', mask)!r}")
+    check_shape("mask", mask, v_cheap.shape)
+    with np.errstate(invalid="ignore"):  # inf * 0 = NaN where the gate is shut: set to 0 below
+        o = v * v_cheap
+    np.copyto(o, 0, where=~mask)
     return o, (v, v_cheap)
 
 

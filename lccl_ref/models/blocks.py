@@ -5,15 +5,13 @@ One block (He et al. 2016, "Identity mappings in deep residual networks")::
     x ─┬─ BN1 ─ ReLU ─(a)─ conv1 ─(h)─ BN2 ─ ReLU ─(b)─ conv2 ─(o)─ + ─ out
        └──────────────────── shortcut ─────────────────────────────┘
 
-With ``lccl`` set, conv1 and conv2 are :class:`~lccl_ref.nn.LCCLConv2d`.
-
-Placement (this project's reading of the paper's Aft-Aft, Aft-Bef, Bef-Bef,
-Bef-Aft, which the slides do not define): the first word is for conv1, the
-second for conv2.  "aft" = the cheap branch reads its input **after** the
-BN-ReLU that precedes the convolution, i.e. the same input as the expensive
-conv (``a`` for conv1, ``b`` for conv2; what the authors' code does).  "bef" =
-it reads the input **before** that BN-ReLU: the raw block input ``x`` for
-conv1, the conv1 output ``h`` for conv2.
+With ``lccl`` set, conv1 and conv2 are :class:`~lccl_ref.nn.LCCLConv2d`.  Placement
+(this project's reading of the paper's Aft-Aft, Aft-Bef, Bef-Bef, Bef-Aft, which the
+slides do not define): the first word is for conv1, the second for conv2.  "aft" = the
+cheap branch reads its input **after** the BN-ReLU that precedes the convolution, the
+same input as the expensive conv (``a`` for conv1, ``b`` for conv2; what the authors'
+code does).  "bef" = it reads the input **before** that BN-ReLU: the raw block input
+``x`` for conv1, the conv1 output ``h`` for conv2.
 
 Shortcuts, used when the block changes the width or the resolution:
 
@@ -23,7 +21,7 @@ Shortcuts, used when the block changes the width or the resolution:
 - ``"projection"``: a 1x1 conv with the block's stride; it reads the
   pre-activation ``a`` (as in the WRN code and He et al.'s pre-activation code).
 
-Otherwise the shortcut is the identity ``x``.  Start at :meth:`PreActBlock.forward`.
+Otherwise the shortcut is ``x``.  Start at :meth:`PreActBlock.forward`.
 """
 
 from __future__ import annotations
