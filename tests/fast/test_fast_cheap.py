@@ -142,7 +142,7 @@ def test_row_sweeps_equal_the_naive_conv_at_every_output_cell(c, ho, wo, dtype, 
     width, the last row group and column group shifted back) gives the naive conv at
     every cell of an Ho x Wo output, whatever Ho mod 4 and Wo mod the step's width;
     float64 vectors have 4 lanes."""
-    from lccl_ref.fast.cheap import row_sweeps_3x3
+    from lccl_ref.fast.rows3x3 import row_sweeps_3x3
 
     lanes = 32 // np.dtype(dtype).itemsize
     if wo < lanes:
@@ -169,7 +169,7 @@ def test_conv3x3_rows_is_the_dense_conv(c, t, h, wd, ph, pw, with_pre, with_res,
     """The stem's row-sweep conv equals the naive conv (of ``max(x*s + h, 0)`` with a pre),
     plus the bias and the residual, at every cell; the padded buffer's border stays 0
     from call to call."""
-    from lccl_ref.fast.cheap import ROWS, conv3x3_rows
+    from lccl_ref.fast.rows3x3 import ROWS, conv3x3_rows
 
     lanes = 32 // np.dtype(dtype).itemsize
     ho, wo = h + 2 * ph - 2, wd + 2 * pw - 2
@@ -204,7 +204,7 @@ def test_tap_sweeps_equal_the_naive_sum_of_taps(nt, e0, n, dtype, seed):
     ``REGISTER_TAPS`` taps, block sweeps beyond) give ``bias + sum_k wt[k] *
     xb[e + toff[k]]`` at every cell ``e0 <= e < e0 + n``, whatever ``n`` mod the
     step; no cell before ``e0`` or from ``e0 + n + 7`` on is written."""
-    from lccl_ref.fast.cheap import tap_sweeps
+    from lccl_ref.fast.sweeps import tap_sweeps
 
     rng = np.random.default_rng(seed)
     toff = np.sort(rng.integers(0, 50, nt)).astype(np.int64)
@@ -226,8 +226,8 @@ def test_stride_2_row_sweeps_equal_the_naive_conv_at_every_output_cell(c, ho, wo
     """The stride-2 3x3 sweep over the phase layout of ``kernels.fused`` (a phase row
     shared by the output rows of taps a = 0 and 2) gives the naive strided conv at
     every cell of an Ho x Wo output, whatever Ho mod 4 and Wo mod the step's width."""
-    from lccl_ref.fast.cheap import row_sweeps_3x3_s2
-    from lccl_ref.fast.fused import _taps_3x3, fused_buffer, fused_tables
+    from lccl_ref.fast.fused import fused_buffer, fused_tables, taps_3x3
+    from lccl_ref.fast.rows3x3 import row_sweeps_3x3_s2
 
     lanes = 32 // np.dtype(dtype).itemsize
     if wo < lanes:
@@ -250,4 +250,4 @@ def test_stride_2_row_sweeps_equal_the_naive_conv_at_every_output_cell(c, ho, wo
     ref = conv2d_naive(x.astype(np.float64), w.astype(np.float64), None, 2, 1)[0, 0] + 0.25
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * 10)
-    assert _taps_3x3(toff, c, 2, hq, wq)  # fused_image takes this sweep for these taps
+    assert taps_3x3(toff, c, 2, hq, wq)  # fused_image takes this sweep for these taps

@@ -1,4 +1,4 @@
-"""kernels.conv2d_inference: the dense eval conv, by the faster of im2col and "vector"."""
+"""fast.conv2d_inference: the dense eval conv, by the faster of im2col and "vector"."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lccl_ref.fast import dense as dense_mod
+from lccl_ref import fast
+from lccl_ref.fast import tune
+from lccl_ref.fast.dense import conv2d_inference
 from lccl_ref.functional import conv2d_forward, conv2d_naive
-from lccl_ref.kernels import conv2d_inference
 from lccl_ref.nn import Conv2d
 
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
@@ -28,20 +29,21 @@ def test_every_method_equals_the_naive_conv(method, c, t, k, stride, padding):
     np.testing.assert_allclose(y, conv2d_naive(x, w, b, stride, padding), **TOL[np.float64])
 
 
-def test_auto_times_each_shape_once_and_records_why():
+def test_auto_times_each_shape_once_and_records_why(monkeypatch):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((1, 3, 11, 13)).astype(np.float32)
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
-    dense_mod.CHOICES.clear()
+    table = {"dense": {}, "shared": {}, "fused": {}}
+    monkeypatch.setattr(tune, "CHOICES", table)
     conv2d_inference(x, w, None, 1, 1)
     conv2d_inference(x, w, None, 1, 1)
-    assert len(dense_mod.CHOICES) == 1
-    (choice,) = dense_mod.CHOICES.values()
+    assert len(table["dense"]) == 1
+    (choice,) = table["dense"].values()
     assert choice["method"] in ("im2col", "vector")
     assert set(choice["ms"]) == {"im2col", "vector"}
     assert choice["ms"][choice["method"]] == min(choice["ms"].values())
     conv2d_inference(x[:, :, :, :12], w, None, 1, 1)  # another shape: another decision
-    assert len(dense_mod.CHOICES) == 2
+    assert len(table["dense"]) == 2
 
 
 @settings(max_examples=30, deadline=None)
@@ -71,13 +73,12 @@ def test_bad_input():
         conv2d_inference(x, np.ones((3, 4, 3, 3), np.float32))
 
 
-def test_eval_conv_module_uses_it_and_backward_still_works():
+def test_accelerated_conv_module_uses_it_and_backward_still_works():
     rng = np.random.default_rng(2)
     conv = Conv2d(3, 4, 3, 1, 1, bias=True, rng=2, dtype=np.float64)
     conv.bias.data[...] = rng.standard_normal(4)
     x = rng.standard_normal((2, 3, 6, 6))
-    conv.eval()
-    conv.inference_method = "vector"
+    fast.accelerate(conv.eval())
     y = conv.forward(x)
     ref, _ = conv2d_forward(x, conv.weight.data, conv.bias.data, 1, 1)
     np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
@@ -89,17 +90,14 @@ def test_eval_conv_module_uses_it_and_backward_still_works():
     np.testing.assert_allclose(dx, conv.backward(dy), rtol=1e-12, atol=1e-12)
 
 
-def test_eval_conv_module_refuses_bad_input():
-    conv = Conv2d(3, 4, 3, 1, 0, rng=0).eval()
+def test_accelerated_conv_module_refuses_bad_input():
+    conv = fast.accelerate(Conv2d(3, 4, 3, 1, 0, rng=0).eval())
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         conv.forward(np.ones((1, 2, 5, 5), np.float32))
     with pytest.raises(TypeError, match="dtype float64 but the module is float32"):
         conv.forward(np.ones((1, 3, 5, 5)))
     with pytest.raises(ValueError, match="larger than the padded input"):
         conv.forward(np.ones((1, 3, 2, 5), np.float32))
-    conv.inference_method = "fft"
-    with pytest.raises(ValueError, match="inference_method must be one of"):
-        conv.forward(np.ones((1, 3, 5, 5), np.float32))
 
 
 # ---- pre=(s, h): the BN-ReLU before a conv, applied in the kernels' input copy --------
@@ -129,7 +127,7 @@ def test_dense_with_pre_equals_the_conv_of_the_bn_relu_output(method, stride, pa
 
 @pytest.mark.parametrize("method", ["vector", "gather", "tiled", "direct", "auto"])
 def test_gated_with_pre_equals_gated_on_the_bn_relu_output(method):
-    from lccl_ref.kernels.gated import gated_conv2d_unchecked
+    from lccl_ref.fast.gated import gated_conv2d_unchecked
 
     rng = np.random.default_rng(7)
     x = rng.standard_normal((2, 4, 8, 6))
@@ -164,25 +162,6 @@ def test_fused_with_pre_equals_fused_on_the_bn_relu_output(kind, stride):
     ref = lccl_shared_eval_unchecked(a, w, wc, bc, (stride, stride), (1, 1), cpad)
     for g, r in zip(got, ref):
         np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-12)
-
-
-def test_pre_is_checked_at_the_module_boundary():
-    from lccl_ref.nn import LCCLConv2d
-
-    x = np.ones((1, 3, 5, 5), np.float32)
-    good = (np.ones(3, np.float32), np.zeros(3, np.float32))
-    for layer in (Conv2d(3, 4, 3, 1, 1, rng=0).eval(),
-                  LCCLConv2d(3, 4, 3, 1, 1, cheap="kxkxCx1", rng=0).eval()):
-        layer.forward(x, pre=good)
-        with pytest.raises(TypeError, match="pre must be a pair"):
-            layer.forward(x, pre=np.ones(3, np.float32))
-        with pytest.raises(ValueError, match=r"contiguous \(3,\) array of dtype float32"):
-            layer.forward(x, pre=(np.ones(4, np.float32), good[1]))
-        with pytest.raises(ValueError, match="dtype float32"):
-            layer.forward(x, pre=(good[0], np.zeros(3)))
-        layer.train()
-        with pytest.raises(ValueError, match="eval mode"):
-            layer.forward(x, pre=good)
 
 
 @pytest.mark.parametrize("stride", [(2, 1), (1, 2), (2, 2), (3, 1)])

@@ -4,12 +4,12 @@ The module path (``model.eval(); model.forward(x)``) is the reference: logits to
 float rounding (float32: within a tolerance derived from the network, against the float64
 module path, see ``lcclhelp``), LCCL masks and expensive MACs exactly, dense MACs against the
 layer shapes and ``flops.mac_table``; ``sparse=False`` against
-``bench.plain_network``; geometry (strides, odd and non-square sizes, projection
+``models.plain_network``; geometry (strides, odd and non-square sizes, projection
 shortcuts, batch 0, several sizes per engine), ``refresh``, the argument checks,
 and a hypothesis property test over random small networks.
 
 The first engine call of each dtype compiles (or loads from Numba's disk cache)
-``engine._run``; the module-scoped fixtures below make that happen once per dtype.
+``run.run_program``; the module-scoped fixtures below make that happen once per dtype.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lcclhelp import assert_float32_close, eval_forward, floor_bn_variance, randomise_bn
 
-from lccl_ref.bench import calibrate, lccl_modules, plain_network
+from lccl_ref.bench import calibrate, walk
 from lccl_ref.fast.engine import OP_NAMES, Engine
 from lccl_ref.flops import mac_table
-from lccl_ref.models import PreActResNet, build_model
+from lccl_ref.models import PreActResNet, build_model, lccl_layers, plain_network
 from lccl_ref.nn import BatchNorm2d, Conv2d, LCCLConv2d, Sequential
 
 SHARED_KINDS = ("kxkxCx1", "1x1xCx1")
@@ -51,7 +51,7 @@ def prepare(model, x, density=0.5, seed=0):
     """Random BN parameters; for an LCCL net, cheap BNs calibrated to ``density`` on ``x``."""
     rng = np.random.default_rng(seed)
     randomise_bns(model, rng)
-    layers = lccl_modules(model)
+    layers = lccl_layers(model)
     for _, layer in layers:
         randomise_bn(layer, rng)
     if layers:
@@ -89,7 +89,7 @@ def assert_matches_module(engine, model, x):
     want = module_forward(model, x)
     assert_close(got, want, dtype, model, x)
     modules = dict(model.named_modules())
-    lccl_names = [name for name, _ in lccl_modules(model)]
+    lccl_names = [name for name, _ in lccl_layers(model)]
     assert set(engine.last_masks) == set(lccl_names)
     assert [r["name"] for r in engine.last_stats if r["kind"] == "lccl"] == lccl_names
     for row in engine.last_stats:
@@ -123,7 +123,7 @@ def assert_matches_module(engine, model, x):
 
 @pytest.fixture(scope="module", params=[np.float64, np.float32], ids=["f64", "f32"])
 def dtype(request):
-    """Compiles (or loads) ``engine._run`` for the dtype once, on a tiny plain net."""
+    """Compiles (or loads) ``run.run_program`` for the dtype once, on a tiny plain net."""
     model = build_model("resnet8", rng=0, dtype=request.param)
     Engine(model)(images((1, 3, 4, 4), request.param))
     return request.param
@@ -219,9 +219,7 @@ def test_last_ops_lists_every_op():
 
 def plain_forward(model, x):
     """The module path with every LCCL layer's expensive conv alone."""
-    with plain_network(model):
-        return module_forward(model, x)
-
+    return module_forward(plain_network(model), x)
 
 
 @pytest.mark.parametrize("name, shape", [("resnet8", (2, 3, 8, 8)), ("wrn-10-1", (2, 3, 9, 7))])
@@ -445,16 +443,14 @@ def networks(draw):
         rng=draw(st.integers(0, 2**16)), dtype=draw(st.sampled_from([np.float64, np.float32])))
 
 
-def capture_lccl_outputs(model):
-    """Wrap each LCCL layer's forward (instance attribute) to keep its output."""
-    outputs = {}
-    for name, m in lccl_modules(model):
-        def forward(x, cheap_input=None, pre=None, _m=m, _name=name):
-            y = type(_m).forward(_m, x, cheap_input=cheap_input, pre=pre)
-            outputs[_name] = y.copy()
-            return y
-        object.__setattr__(m, "forward", forward)
-    return outputs
+def lccl_outputs(model, x):
+    """Each LCCL layer's output in the module path's eval forward on ``x``: the inputs the
+    layer saw (:func:`lccl_ref.bench.walk`), then the layer on them once more."""
+    seen = {}
+    model.eval()
+    walk(model, x, on_lccl=lambda name, m, xi, u: seen.update({name: (m, xi, u)}))
+    return {name: m.forward(xi, cheap_input=None if u is xi else u).copy()
+            for name, (m, xi, u) in seen.items()}
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
@@ -470,15 +466,11 @@ def test_random_networks_equal_the_module_path(spec, n, h, w, density, seed):
     floor_bn_variance(model)  # statistics of one cell (batch 1, 1x1 maps): variance 0
     engine = Engine(model)
     got = engine(x)
-    outputs = capture_lccl_outputs(model)
-    try:
-        want = module_forward(model, x)
-    finally:
-        for _, m in lccl_modules(model):
-            m.__dict__.pop("forward", None)
+    outputs = lccl_outputs(model, x)
+    want = module_forward(model, x)
     assert_close(got, want, spec["dtype"], model, x)
     assert len(outputs) == 2 * len(spec["widths"])
-    for name, m in lccl_modules(model):
+    for name, m in lccl_layers(model):
         mask = engine.last_masks[name]
         np.testing.assert_array_equal(mask, m.last_mask, err_msg=name)
         out = outputs[name]  # (N, T, Ho, Wo): the gated conv is zero wherever the mask is off
@@ -495,7 +487,7 @@ def test_prefetch_goes_to_the_op_before_a_change_of_padded_image(sparse, monkeyp
     """The op before each op whose padded image the previous user of one did not use
     (cyclically: the head before the stem) prefetches it; no other op does; and the
     prefetch changes no result."""
-    from lccl_ref.fast import engine as eng
+    from lccl_ref.fast import program as eng
 
     net = build_model("resnet20", lccl="kxkxCx1", rng=0)
     x = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
@@ -512,7 +504,7 @@ def test_prefetch_goes_to_the_op_before_a_change_of_padded_image(sparse, monkeyp
         for k in range(len(ops)):
             if ops[k, eng.F_CODE] == eng.OP_LCCL and ops[k, eng.F_SH] == 2:
                 assert ops[k - 1, eng.F_PREFETCH] == ops[k, eng.F_PAD]
-    monkeypatch.setattr(eng._Builder, "plan_prefetches", lambda self: None)
+    monkeypatch.setattr(eng.Builder, "plan_prefetches", lambda self: None)
     assert np.array_equal(Engine(net, sparse=sparse)(x), y)
 
 
@@ -529,6 +521,22 @@ def test_nan_reaches_the_same_logits_and_masks_as_the_module_path(dtype, kind):
     got, want = engine(x), module_forward(model, x)
     assert np.isnan(want[:2]).any() and not np.isnan(want[2]).any()
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-    for name, m in lccl_modules(model):
+    for name, m in lccl_layers(model):
         np.testing.assert_array_equal(engine.last_masks[name], m.last_mask, err_msg=name)
     np.testing.assert_array_equal(got[2], engine(x[2:])[0])  # image 2 is untouched
+
+
+@pytest.mark.parametrize("kind", SHARED_KINDS)
+def test_the_clip_gate_runs_in_the_engine(dtype, kind):
+    """V' = min(max(z, 0), 1), the gate of the trained recipes: the engine's logits and
+    masks as the module path's, and it differs from the ReLU gate on the same weights."""
+    x = images((2, 3, 8, 8), dtype, seed=50)
+    model = prepare(build_model("resnet8", lccl=kind, rng=51, dtype=dtype, gate="clip"), x, 0.5)
+    for _, m in lccl_layers(model):  # V' above 1 on part of the cells, so the clip shows
+        m.cheap_bn.weight.data *= dtype(4)
+    engine = Engine(model)
+    assert_matches_module(engine, model, x)
+    got = engine(x)
+    for _, m in lccl_layers(model):
+        m.gate = "relu"
+    assert not np.allclose(Engine(model)(x), got)

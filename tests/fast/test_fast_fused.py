@@ -1,4 +1,4 @@
-"""Tests of the fused shared-mask LCCL eval forward, ``kernels.fused.lccl_shared_eval``.
+"""Tests of the fused shared-mask LCCL eval forward, ``fast.fused.lccl_shared_eval``.
 
 Three references: the naive twin (``conv2d_naive`` for both convolutions, in
 float64), the dense ``conv2d_forward``, and the two-call path it replaces
@@ -16,15 +16,11 @@ from hypothesis import strategies as st
 from numba import njit
 
 from lccl_ref.fast.cheap import cheap_single_unchecked
-from lccl_ref.fast.fused import (
-    _band_list,
-    _row_list,
-    lccl_shared_eval,
-    lccl_shared_eval_unchecked,
-)
+from lccl_ref.fast.compact import _row_list, band_list
+from lccl_ref.fast.fused import lccl_shared_eval, lccl_shared_eval_unchecked
+from lccl_ref.fast.gated import gated_conv2d_unchecked
 from lccl_ref.functional import conv2d_forward, conv2d_naive
 from lccl_ref.functional.batchnorm import affine_relu_unchecked
-from lccl_ref.kernels.gated import gated_conv2d_unchecked
 
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
 MARGIN = 1e-6
@@ -318,7 +314,7 @@ def test_compact_lists_the_positive_cells_in_order(wo, start, dtype, seed, p):
 
 @njit
 def _band_list_py(vflat, vrow, mrow, qs, base, i0, rows, q0, wo, wq):
-    return _band_list(vflat, vrow, mrow, qs, base, i0, rows, q0, wo, wq)
+    return band_list(vflat, vrow, mrow, qs, base, i0, rows, q0, wo, wq)
 
 
 @settings(max_examples=60, deadline=None)
@@ -363,7 +359,8 @@ def test_stride_2_copy_puts_every_column_in_its_phase(c, h, wd, sh, ph, pw, row_
     pairs, then the rest of the pairs and an odd last column one at a time) writes
     ``f(x[ch, r, col])`` at ``ch*chan + rowmap[r] + (even or odd) + col // 2``, bit for
     bit, also for rows further apart than their width, and nothing else."""
-    from lccl_ref.fast.fused import _copy_rows_2, fused_buffer, fused_tables
+    from lccl_ref.fast.fused import fused_buffer, fused_tables
+    from lccl_ref.fast.padcopy import copy_rows_2
 
     rng = np.random.default_rng(seed)
     _, _, rowmap, _, even, odd, hq, wq = fused_tables(c, h, wd, 3, 3, 3, 3, sh, 2, ph, pw, 0, 0)
@@ -371,7 +368,7 @@ def test_stride_2_copy_puts_every_column_in_its_phase(c, h, wd, sh, ph, pw, row_
     x = rng.standard_normal((c, h, wd + row_gap)).astype(dtype)[:, :, :wd]
     s, b = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
     chan = sh * 2 * hq * wq
-    _copy_rows_2(x, xb, chan, rowmap, even, odd, sh, wq, s, b, has_pre)
+    copy_rows_2(x, xb, chan, rowmap, even, odd, sh, wq, s, b, has_pre)
     ref = np.full_like(xb, 7.0)
     f = np.maximum(x * s[:, None, None] + b[:, None, None], 0) if has_pre else x
     for ch in range(c):

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lccl_ref.fast.vector import BLOCKS, channel_block, weight_blocks
+from lccl_ref.fast.blocks import BLOCKS, channel_block, weight_blocks
+from lccl_ref.fast.gated import gated_conv2d
 from lccl_ref.functional import conv2d_forward
-from lccl_ref.kernels import gated_conv2d
 
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
 
@@ -181,7 +181,7 @@ def test_copy_image_fills_the_interior_with_the_bn_relu_of_x(c, h, vecs, extra, 
     unit column stride) or the row loop (any other), gives the NumPy ``max(x*s + h, 0)``
     bit for bit in the interior, also for rows further apart than their width, and
     leaves the border as it was."""
-    from lccl_ref.fast.vector import copy_image
+    from lccl_ref.fast.padcopy import copy_image
 
     lanes = 32 // np.dtype(dtype).itemsize
     w = vecs * lanes + extra
@@ -197,3 +197,41 @@ def test_copy_image_fills_the_interior_with_the_bn_relu_of_x(c, h, vecs, extra, 
     border = np.ones(buf.shape, bool)
     border[:, ph:ph + h, pw:pw + w] = False
     assert (buf[border] == 7.0).all()
+
+
+def test_auto_times_vector_and_gather_once_per_shape_and_takes_tiled_per_channel(monkeypatch):
+    import time
+
+    from lccl_ref.fast import gated as fast_gated
+    from lccl_ref.fast import tune
+    from lccl_ref.kernels import gated as teaching
+
+    calls = []
+
+    def fake(name, delay):
+        def kernel(*args, **kwargs):
+            calls.append(name)
+            time.sleep(delay)
+            return (None, 0) if name == "vector" else 0  # vector_conv returns (y, macs)
+        return kernel
+
+    table = {"dense": {}, "shared": {}, "fused": {}}
+    monkeypatch.setattr(tune, "CHOICES", table)
+    monkeypatch.setattr(teaching, "gather_shared", fake("gather", 0.0))
+    monkeypatch.setattr(fast_gated, "vector_conv", fake("vector", 0.003))
+    monkeypatch.setattr(teaching, "tiled", fake("tiled", 0.0))
+    x = np.zeros((1, 4, 6, 6), np.float32)
+    w = np.zeros((2, 4, 3, 3), np.float32)
+    gated_conv2d(x, w, np.ones((1, 4, 4), bool))  # times both (1 warm-up + 3 each), runs one
+    assert calls == ["vector"] * 4 + ["gather"] * 4 + ["gather"]
+    (choice,) = table["shared"].values()
+    assert choice["method"] == "gather" and choice["ms"]["vector"] > choice["ms"]["gather"]
+    calls.clear()
+    gated_conv2d(x, w, np.zeros((1, 4, 4), bool))  # same shape: no timing again
+    gated_conv2d(x, w, np.ones((1, 2, 4, 4), bool))  # per-channel: tiled, untimed
+    assert calls == ["gather", "tiled"]
+    monkeypatch.setattr(teaching, "gather_shared", fake("gather", 0.003))
+    monkeypatch.setattr(fast_gated, "vector_conv", fake("vector", 0.0))
+    calls.clear()
+    gated_conv2d(x[:, :, :5], w, np.ones((1, 3, 4), bool))  # a new shape, now vector wins
+    assert calls[-1] == "vector" and len(table["shared"]) == 2
