@@ -73,8 +73,8 @@ def ratio(real, theoretical):
 
 
 def time_interleaved(fns: dict, repeats: int, warmup: int = 1, minima: dict | None = None,
-                     after=None, run: int = 1) -> dict:
-    """Median wall time (s) of each zero-argument callable, calls interleaved.
+                     after=None, run: int = 1, clock=time.perf_counter) -> dict:
+    """Median time (s) of each zero-argument callable, calls interleaved.
 
     Each of the ``repeats`` rounds calls every function ``run`` times in a row (every
     call timed), the functions in the same order; ``warmup`` untimed rounds come first
@@ -82,7 +82,10 @@ def time_interleaved(fns: dict, repeats: int, warmup: int = 1, minima: dict | No
     a call of another function, which may have evicted its data from the caches; with
     longer runs most calls follow one of their own, as when one network serves request
     after request.  ``minima`` (a dict) receives each function's minimum too;
-    ``after(name)``, if given, runs after each timed call, outside the timing.
+    ``after(name)``, if given, runs after each timed call, outside the timing.  ``clock``:
+    wall time by default; ``time.thread_time`` counts only this thread's CPU time (on a
+    shared machine, not the time other processes took the core; one-thread BLAS and
+    Numba run in this thread).
     """
     if run < 1:
         raise ValueError(f"run must be at least 1, got {run}")
@@ -93,9 +96,9 @@ def time_interleaved(fns: dict, repeats: int, warmup: int = 1, minima: dict | No
     for _ in range(max(1, repeats)):
         for k, f in fns.items():
             for _ in range(run):
-                t0 = time.perf_counter()
+                t0 = clock()
                 f()
-                times[k].append(time.perf_counter() - t0)
+                times[k].append(clock() - t0)
                 if after is not None:
                     after(k)
     if minima is not None:

@@ -50,15 +50,10 @@ def _walk(m, x, names, on_bn, on_lccl):
 
 def _block(blk, x, names, on_bn, on_lccl):
     """``blk.forward(x)`` in eval mode, the visitors called at its BNs and LCCL layers."""
-    h = _conv(blk.conv1, _bn_relu(blk.bn1, x, on_bn), x, blk.cheap_before[0], names, on_lccl)
+    a = _bn_relu(blk.bn1, x, on_bn)
+    h = _conv(blk.conv1, a, x, blk.cheap_before[0], names, on_lccl)
     o = _conv(blk.conv2, _bn_relu(blk.bn2, h, on_bn), h, blk.cheap_before[1], names, on_lccl)
-    if blk.shortcut_kind == "projection":
-        o += blk.shortcut.forward(blk.bn1.inference(x, relu=True))
-    elif blk.shortcut_kind == "identity":
-        o += blk.shortcut.forward(x)
-    else:
-        o += x
-    return o
+    return blk.add_shortcut(o, x, lambda: blk.shortcut.forward(a))
 
 
 def _bn_relu(bn, z, on_bn):

@@ -70,13 +70,7 @@ def block_eval(block: PreActBlock, x):
     h = _conv(block.conv1, x, pre1, block.cheap_before[0])  # (N, C_out, Ho, Wo)
     pre2 = _pre(block.bn2, block.relu2, h)  # b = max(h * s2 + h2, 0), not made
     o = _conv(block.conv2, h, pre2, block.cheap_before[1])
-    if block.shortcut_kind == "projection":
-        o += _conv(block.shortcut, x, pre1, False)  # the projection reads a
-    elif block.shortcut_kind == "identity":
-        o += block.shortcut.forward(x)
-    else:
-        o += x
-    return o
+    return block.add_shortcut(o, x, lambda: _conv(block.shortcut, x, pre1, False))  # reads a
 
 
 def _pre(bn, relu, z):

@@ -150,11 +150,11 @@ def col2im(cols: np.ndarray, x_shape, kernel_size, stride=1, padding=0) -> np.nd
     return np.ascontiguousarray(xp[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2))
 
 
-def im2col_naive(x: np.ndarray, kernel_size, stride=1, padding=0) -> np.ndarray:
-    """Loop twin of :func:`im2col` (same output), written for reading."""
-    kh, kw, (sh, sw), (ph, pw), ho, wo = _prepare(x, kernel_size, stride, padding)
-    n, c, h, w = x.shape
-    cols = np.zeros((n, ho, wo, kh, kw, c), dtype=x.dtype)
+def _naive_taps(n, h, w, kh, kw, stride, padding, ho, wo):
+    """Every ``(b, oi, oj, i, j, r, s)``: image ``b``, output cell ``(oi, oj)``, kernel tap
+    ``(i, j)`` and the input pixel ``(r, s)`` it reads, for the taps inside the input (the
+    others read zero padding).  The one loop nest of both naive twins."""
+    (sh, sw), (ph, pw) = stride, padding
     for b in range(n):
         for oi in range(ho):
             for oj in range(wo):
@@ -162,21 +162,24 @@ def im2col_naive(x: np.ndarray, kernel_size, stride=1, padding=0) -> np.ndarray:
                     for j in range(kw):
                         r, s = oi * sh + i - ph, oj * sw + j - pw
                         if 0 <= r < h and 0 <= s < w:
-                            cols[b, oi, oj, i, j, :] = x[b, :, r, s]
+                            yield b, oi, oj, i, j, r, s
+
+
+def im2col_naive(x: np.ndarray, kernel_size, stride=1, padding=0) -> np.ndarray:
+    """Loop twin of :func:`im2col` (same output), written for reading."""
+    kh, kw, s, p, ho, wo = _prepare(x, kernel_size, stride, padding)
+    n, c, h, w = x.shape
+    cols = np.zeros((n, ho, wo, kh, kw, c), dtype=x.dtype)
+    for b, oi, oj, i, j, r, s_ in _naive_taps(n, h, w, kh, kw, s, p, ho, wo):
+        cols[b, oi, oj, i, j, :] = x[b, :, r, s_]
     return cols
 
 
 def col2im_naive(cols: np.ndarray, x_shape, kernel_size, stride=1, padding=0) -> np.ndarray:
     """Loop twin of :func:`col2im` (same output), written for reading."""
-    (n, c, h, w), kh, kw, (sh, sw), (ph, pw), ho, wo = _prepare_cols(
-        cols, x_shape, kernel_size, stride, padding)
+    (n, c, h, w), kh, kw, s, p, ho, wo = _prepare_cols(cols, x_shape, kernel_size, stride,
+                                                       padding)
     dx = np.zeros((n, c, h, w), dtype=cols.dtype)
-    for b in range(n):
-        for oi in range(ho):
-            for oj in range(wo):
-                for i in range(kh):
-                    for j in range(kw):
-                        r, s = oi * sh + i - ph, oj * sw + j - pw
-                        if 0 <= r < h and 0 <= s < w:
-                            dx[b, :, r, s] += cols[b, oi, oj, i, j, :]
+    for b, oi, oj, i, j, r, s_ in _naive_taps(n, h, w, kh, kw, s, p, ho, wo):
+        dx[b, :, r, s_] += cols[b, oi, oj, i, j, :]
     return dx

@@ -150,13 +150,18 @@ class PreActBlock(Module):
             o = self.conv2.forward(b, cheap_input=h)
         else:
             o = self.conv2.forward(b)
+        return self.add_shortcut(o, x, lambda: self.shortcut.forward(a))
+
+    def add_shortcut(self, o, x, projection):
+        """``o + shortcut(x)``, in place (``o`` is conv2's fresh output, no cache keeps it):
+        ``x`` itself, ``SubsamplePad(x)``, or ``projection()`` -- the 1x1 conv of the
+        pre-activation ``a``, computed by the caller's function, only for that kind."""
         if self.shortcut_kind == "projection":
-            s = self.shortcut.forward(a)
+            o += projection()
         elif self.shortcut_kind == "identity":
-            s = self.shortcut.forward(x)
+            o += self.shortcut.forward(x)
         else:
-            s = x
-        o += s  # o is conv2's fresh output (no cache keeps it): add in place
+            o += x
         return o
 
     def _bn_relu(self, bn, relu, z):

@@ -49,3 +49,8 @@ def table(header, rows) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return out
+
+
+def section(title, text, header, rows) -> list[str]:
+    """A report section: ``## title``, one paragraph, a table, and a blank line."""
+    return [f"## {title}", "", text, "", *table(header, rows), ""]
