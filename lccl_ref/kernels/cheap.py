@@ -8,16 +8,17 @@ followed by the gate, ``V' = g(z)``, and its mask ``V' > 0``
 
 Why not im2col + GEMM, as the expensive conv: with one output channel the GEMM has
 one column, and im2col would copy the input ``kh*kw`` times to feed it.  Instead
-:func:`_cheap_conv` reads a zero-padded copy of the input in place and adds tap
-after tap into each output plane::
+:func:`_cheap_conv` flattens each zero-padded input plane and adds tap after tap,
+each one long run over the flattened positions::
 
-    z[n, t] = b[t]
-    for every tap (c, p, q):  z[n, t, i, j] += w[t, c, p, q] * upad[n, c, i*sh + p, j*sw + q]
+    acc[e] = b[t] + sum over taps (c, p, q) of w[t, c, p, q] * upad_flat[n, c, e + p*Wp + q]
 
-The plane ``z[n, t]`` stays in cache while all ``C*kh*kw`` taps are added, and at
-stride 1 the inner loop over ``j`` reads and writes contiguous memory (LLVM
-vectorises it).  Cost: ``N*Ho*Wo*T'*C*kh*kw`` MACs, the cost model's ``macs_cheap``.
-Start at :func:`cheap_conv2d`; its naive twin is ``functional.conv2d_naive``.
+where ``e = i*Wp + j`` is output cell ``(i, j)`` at stride 1 (the ``kw - 1``
+positions past each row's end wrap into the next row: computed and dropped).  The
+run stays in cache for all ``C*kh*kw`` taps and its inner loop is contiguous, which
+LLVM vectorises.  At stride ``s`` every ``s``-th row and column is kept (``s^2`` times
+the cost model's MACs, ``N*Ho*Wo*T'*C*kh*kw``, are computed; a strided loop was
+slower).  Start at :func:`cheap_conv2d`; its naive twin is ``functional.conv2d_naive``.
 """
 
 from __future__ import annotations
@@ -46,32 +47,36 @@ def cheap_conv2d(u, w, b, stride=1, padding=0):
     if b is None:
         raise TypeError("b must be the cheap conv's (T',) bias, got None")
     (sh, sw), (ph, pw), ho, wo = check_conv_args(u, w, b, stride, padding)
-    up = np.pad(u, ((0, 0), (0, 0), (ph, ph), (pw, pw)))  # (N, C, Hp, Wp), zero border
-    z = np.empty((u.shape[0], w.shape[0], ho, wo), dtype=u.dtype)
+    n, c, h, wd = u.shape
+    up = np.zeros((n, c, h + 2 * ph, wd + 2 * pw), dtype=u.dtype)  # zero border, C order
+    up[:, :, ph : ph + h, pw : pw + wd] = u
+    z = np.empty((n, w.shape[0], ho, wo), dtype=u.dtype)
     _cheap_conv(up, np.ascontiguousarray(w), b, sh, sw, z)
     return z
 
 
 @njit(cache=True)
 def _cheap_conv(up, w, b, sh, sw, z):
-    """``z[n, t] = b[t] + sum over taps (c, p, q) of w[t, c, p, q] * up[n, c, p::sh, q::sw]``.
-
-    ``up`` (N, C, Hp, Wp) the padded input, ``w`` (T', C, kh, kw), ``z`` (N, T', Ho, Wo).
-    """
+    """``z[n, t, i, j]`` = ``b[t]`` + the sum over the taps of ``w[t]`` on the window at
+    ``(i*sh, j*sw)`` of ``up`` (N, C, Hp, Wp), C-contiguous; ``z`` (N, T', Ho, Wo)."""
     n_img, n_out, ho, wo = z.shape
     _, c, kh, kw = w.shape
+    hp, wp = up.shape[2], up.shape[3]
+    run = (hp - kh) * wp + (wp - kw + 1)  # flat positions up to the last stride-1 output
+    acc = np.empty(max(run, 0), dtype=z.dtype)  # the run, in cache for all the taps
     for n in range(n_img):
         for t in range(n_out):
-            zt = z[n, t]  # (Ho, Wo): one output plane, in cache for all the taps
-            for i in range(ho):
-                for j in range(wo):
-                    zt[i, j] = b[t]
+            acc[:] = b[t]
             for ch in range(c):
+                flat = up[n, ch].reshape(-1)  # (Hp*Wp,): the padded plane
                 for p in range(kh):
                     for q in range(kw):
                         wv = w[t, ch, p, q]
-                        for i in range(ho):
-                            src = up[n, ch, i * sh + p]  # the input row this tap reads
-                            dst = zt[i]
-                            for j in range(wo):
-                                dst[j] += wv * src[j * sw + q]
+                        src = flat[p * wp + q:]  # the tap's shift
+                        for e in range(run):
+                            acc[e] += wv * src[e]
+            zt = z[n, t]
+            for i in range(ho):  # every sh-th row, every sw-th column of the run
+                row = acc[i * sh * wp:]
+                for j in range(wo):
+                    zt[i, j] = row[j * sw]

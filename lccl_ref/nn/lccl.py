@@ -187,8 +187,10 @@ class LCCLConv2d(Module):
             v, _ = F.conv2d_forward(x, conv.weight.data, None, conv.stride, conv.padding)
             t, c, kh, kw = conv.weight.data.shape
             macs = v.shape[0] * v.shape[2] * v.shape[3] * t * c * kh * kw
-        opened = mask[:, None] if self.shared_mask else mask  # (N, T', Ho, Wo)
-        out, _ = F.product_forward(v, v_cheap, opened)  # O = V ⊙ V', 0 where the gate is shut
+        # O = V ⊙ V', exactly 0 where the gate is shut: V and V' are both 0 there on the
+        # sparse path; the dense V may be inf or NaN there, so the mask says where
+        opened = None if self.sparse else mask[:, None] if self.shared_mask else mask
+        out, _ = F.product_forward(v, v_cheap, opened)
         return out, mask, active, macs
 
     def cheap_preactivation(self, u):
