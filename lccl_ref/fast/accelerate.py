@@ -6,8 +6,9 @@ answer None: "not mine, run the teaching path").  :func:`accelerate` fills it:
 
 ``Conv2d``        :func:`conv_eval`: ``fast.dense.conv2d_inference`` (im2col or the
                   vector kernel, the faster for the shape);
-``LCCLConv2d``    :func:`lccl_eval`: shared masks on the sparse path through
-                  :mod:`.lccl` (fused kernel or two calls); other layers: None;
+``LCCLConv2d``    :func:`lccl_eval`: on the sparse path, shared masks through
+                  :mod:`.lccl` (fused kernel or two calls), per-channel ones through
+                  :mod:`.percell`; the dense reference path: None;
 ``PreActBlock``   :func:`block_eval`: each BN-ReLU folded into the next convolution's
                   input copy (``pre``), so that none is a pass of its own.
 
@@ -24,6 +25,7 @@ from ..models.blocks import PreActBlock
 from ..nn import Conv2d, LCCLConv2d, Module
 from .dense import conv2d_inference_unchecked
 from .lccl import can_run, shared_lccl_eval
+from .percell import per_channel_eval
 
 
 def accelerate(model: Module, on: bool = True) -> Module:
@@ -57,9 +59,12 @@ def conv_eval(conv: Conv2d, x):
 
 
 def lccl_eval(layer: LCCLConv2d, x, cheap_input):
-    """``(O, mask, active, macs)`` of a shared-mask layer on the sparse path, else None."""
-    if not can_run(layer):
+    """``(O, mask, active, macs)`` of a layer on the sparse path with its cheap BN folded
+    (shared masks: :mod:`.lccl`; per-channel ones: :mod:`.percell`), else None."""
+    if not (layer.sparse and layer.fold_bn):
         return None
+    if not layer.shared_mask:
+        return per_channel_eval(layer, x, cheap_input)
     out, _, mask, active, macs = shared_lccl_eval(layer, x, cheap_input)
     return out, mask, active, macs
 

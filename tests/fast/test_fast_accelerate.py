@@ -168,3 +168,25 @@ def test_eval_bn_relu_folded_into_the_convs_equals_the_teaching_forward(kind, pl
         folded = fast.accelerate(model).forward(x)
         unfolded = fast.plain(model).forward(x)
         np.testing.assert_allclose(folded, unfolded, rtol=1e-10, atol=1e-10)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 5), t=st.sampled_from([1, 4]),
+       k=st.sampled_from([1, 3]), h=st.integers(3, 9), w=st.integers(3, 9),
+       stride=st.integers(1, 2), pad=st.integers(0, 2), dtype=st.sampled_from(["f4", "f8"]),
+       transposed=st.booleans(), seed=st.integers(0, 2**16))
+def test_cheap_gemm_equals_the_naive_conv(n, c, t, k, h, w, stride, pad, dtype, transposed,
+                                          seed):
+    from lccl_ref.fast.percell import cheap_gemm
+
+    g = np.random.default_rng(seed)
+    u = g.standard_normal((n, c, w, h) if transposed else (n, c, h, w)).astype(dtype)
+    if transposed:
+        u = u.transpose(0, 1, 3, 2)  # non-contiguous input
+    wt = g.standard_normal((t, c, k, k)).astype(dtype)
+    b = g.standard_normal(t).astype(dtype)
+    got = cheap_gemm(u, wt, b, (stride, stride), (pad, pad))
+    ref = F.conv2d_naive(u.astype("f8"), wt.astype("f8"), b.astype("f8"), stride, pad)
+    assert got.dtype == np.dtype(dtype) and got.shape == ref.shape
+    tol = 1e-4 if dtype == "f4" else 1e-11
+    np.testing.assert_allclose(got, ref, rtol=tol, atol=tol)
