@@ -223,7 +223,7 @@ def test_tap_sweeps_equal_the_naive_sum_of_taps(nt, e0, n, dtype, seed):
 @given(c=st.integers(1, 5), ho=st.integers(4, 13), wo=st.integers(4, 45),
        dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
 def test_stride_2_row_sweeps_equal_the_naive_conv_at_every_output_cell(c, ho, wo, dtype, seed):
-    """The stride-2 3x3 sweep over the phase layout of ``kernels.fused`` (a phase row
+    """The stride-2 3x3 sweep over the phase layout of ``fast.fused`` (a phase row
     shared by the output rows of taps a = 0 and 2) gives the naive strided conv at
     every cell of an Ho x Wo output, whatever Ho mod 4 and Wo mod the step's width."""
     from lccl_ref.fast.fused import fused_buffer, fused_tables, taps_3x3
