@@ -9,6 +9,7 @@ the same process and the same calls):
   GEMM) on ResNet-20's layer shapes at batch 128, masks in blobs as trained cheap
   branches give (``bench.blob_mask``), densities r = 0.3 ... 0.65.  ``real = 1 -
   t_gated / t_dense``, ``ideal = 1 - r``; target: real / ideal >= 0.85 at r <= 0.65.
+  Times are this thread's CPU time (``time.thread_time``): the machine is shared.
 * **fast**: ``fast.Engine`` on ResNet-20 (``kxkxCx1``, ``1x1xCx1``; the ReLU gate and
   the recipes' clip gate) at batch 1 and 128, masks calibrated to r = 0.65
   (``bench.calibrate``): real / theoretical from ``bench.bench_engine`` (runs of
@@ -59,7 +60,7 @@ def teaching_gather(batch, repeats, seed=0):
             t_ = bench.time_interleaved(dict(
                 dense=lambda x=x, w=w, s=s: conv2d_forward(x, w, None, s, 1),
                 gated=lambda x=x, w=w, s=s, m=mask: gated_conv2d(x, w, m, None, s, 1, "gather")),
-                repeats)
+                repeats, clock=time.thread_time)
             real, ideal = 1 - t_["gated"] / t_["dense"], 1 - float(mask.mean())
             rows.append(dict(shape=name, batch=batch, r=float(mask.mean()),
                              ms_dense=1e3 * t_["dense"], ms_gated=1e3 * t_["gated"],
@@ -107,6 +108,8 @@ def main(argv=None) -> int:
     big = 16 if args.quick else 128
     t0 = time.perf_counter()
     res = dict(environment=bench.environment(), repeats=repeats,
+               clocks={"teaching_gather": "time.thread_time (this thread's CPU time)",
+                       "fast_engine": "time.perf_counter (wall), as bench.bench_engine times it"},
                note="single-threaded; the 2-core machine was shared with other processes; "
                     "each ratio from interleaved calls in one process (medians)")
     with bench.one_thread() as threads:
