@@ -12,7 +12,7 @@ channels -- and ``1x1xCxT`` -- a mask per channel) and each batch size (1 and
 * their ratio (the paper reached 0.59 on ResNet-18; our target for shared
   masks is >= 0.85);
 * all of the above twice: through the modules, layer by layer, and with
-  :class:`lccl_ref.engine.Engine` (the whole network in one compiled call;
+  :class:`lccl_ref.fast.engine.Engine` (the whole network in one compiled call;
   per-layer times from its cycle counts; timed in alternating runs of up to
   10 consecutive calls of one network, ``r(alt)`` from strictly alternating
   calls, see :func:`lccl_ref.bench.bench_engine`).

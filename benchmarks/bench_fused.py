@@ -7,7 +7,7 @@ about ``r = 0.65`` (the threshold at the 35 % quantile of the cheap
 pre-activation), and three things are timed, interleaved in one process
 (so that load from other processes hits all alike):
 
-* ``fused``: :func:`lccl_ref.kernels.fused.lccl_shared_eval_unchecked`, one call;
+* ``fused``: :func:`lccl_ref.fast.fused.lccl_shared_eval_unchecked`, one call;
 * ``two-call``: :func:`kernels.cheap.cheap_single_unchecked`, then
   ``gated_conv2d_unchecked(..., "auto", scale=V')`` (the LCCL layer's path
   before the fused kernel);
@@ -38,13 +38,12 @@ from pathlib import Path  # noqa: E402
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lccl_ref import _blas  # noqa: E402
-from lccl_ref.bench import results_header, timed  # noqa: E402
-from lccl_ref.functional import conv2d_forward  # noqa: E402
-from lccl_ref.kernels import conv2d_inference  # noqa: E402
-from lccl_ref.kernels.cheap import cheap_single_unchecked  # noqa: E402
-from lccl_ref.kernels.fused import lccl_shared_eval_unchecked  # noqa: E402
-from lccl_ref.kernels.gated import gated_conv2d_unchecked  # noqa: E402
+from lccl_ref.bench import environment, timed  # noqa: E402
+from lccl_ref.fast import conv2d_inference  # noqa: E402
+from lccl_ref.fast.cheap import cheap_single_unchecked  # noqa: E402
+from lccl_ref.fast.fused import lccl_shared_eval_unchecked  # noqa: E402
+from lccl_ref.fast.gated import gated_conv2d_unchecked  # noqa: E402
+from lccl_ref.functional.conv import conv2d_forward, warm_up_blas  # noqa: E402
 
 SHAPES = [  # (name, N, C, T, H = W, stride): ResNet-20 at batch 128 and 1, ResNet-18's first stage
     ("16@32x32 b128", 128, 16, 16, 32, 1),
@@ -101,7 +100,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="the first shape only")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
-    _blas.warm_up()  # OpenBLAS runs its GEMMs at half speed until this (see lccl_ref/_blas.py)
+    warm_up_blas()  # OpenBLAS runs its GEMMs at half speed until this (docs/kernel-notes.md)
     shapes = SHAPES[:1] if args.quick else SHAPES
     rng = np.random.default_rng(0)
     rows = []
@@ -132,7 +131,7 @@ def main():
                   f"{row['fused_over_dense']:11.2f}  {row['fused_real_over_theoretical']:10.2f}"
                   f"  {row['two_call_real_over_theoretical']:6.2f}", flush=True)
     result = dict(
-        **results_header(),
+        environment=environment(),
         repeats=args.repeats, density_target=DENSITY, rows=rows,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Benchmark: gated convolution vs the dense convolution, single-threaded float32.
 
-Times ``lccl_ref.kernels.gated_conv2d`` against the project's dense
-convolution at inference, ``lccl_ref.kernels.conv2d_inference`` (the faster of
+Times ``lccl_ref.fast.gated_conv2d`` against the project's dense
+convolution at inference, ``lccl_ref.fast.conv2d_inference`` (the faster of
 im2col + GEMM and the vector kernel at r = 1, as eval-mode ``Conv2d`` layers
 run it; im2col's own time is kept as ``t_im2col``), and PyTorch's dense conv
 when torch is importable, on the ResNet-20 layer shapes (batch 128: 16@32x32, 32@16x16,
@@ -38,10 +38,13 @@ from pathlib import Path  # noqa: E402
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lccl_ref.bench import blob_mask, results_header, timed  # noqa: E402
-from lccl_ref.functional import conv2d_forward  # noqa: E402
-from lccl_ref.kernels import conv2d_inference, gated_conv2d  # noqa: E402
-from lccl_ref.kernels import gated as gated_mod  # noqa: E402
+from lccl_ref.bench import blob_mask, environment, timed  # noqa: E402
+from lccl_ref.fast import (  # noqa: E402
+    conv2d_inference,
+    gated_conv2d,
+    tune,  # noqa: E402
+)
+from lccl_ref.functional.conv import conv2d_forward  # noqa: E402
 
 try:
     import torch  # noqa: E402
@@ -66,8 +69,8 @@ def auto_method(kind, x, w):
     """The variant ``method="auto"`` ran (after a call): tiled, or the one it timed faster."""
     if kind == "per-channel":
         return "tiled"
-    key = gated_mod.shared_key(x, w, (1, 1), (1, 1), False, False)
-    return gated_mod.SHARED_CHOICES[key]["method"]
+    key = (x.shape, w.shape, (1, 1), (1, 1), x.dtype.str, False, False)
+    return tune.CHOICES["shared"][key]["method"]
 
 
 def other_method(kind, x, w):
@@ -226,7 +229,7 @@ def main():
     result = dict(
         threads=dict(numba=numba.get_num_threads(), blas=os.environ["OPENBLAS_NUM_THREADS"],
                      torch=torch.get_num_threads() if torch else None),
-        **results_header(),
+        environment=environment(),
         torch=torch.__version__ if torch else None,
         repeats=args.repeats, rows=rows, break_even=summary,
     )

@@ -32,10 +32,9 @@ from pathlib import Path  # noqa: E402
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lccl_ref import _blas  # noqa: E402
-from lccl_ref.bench import blob_mask, results_header, timed  # noqa: E402
-from lccl_ref.functional import conv2d_forward  # noqa: E402
-from lccl_ref.kernels import gated_conv2d  # noqa: E402
+from lccl_ref.bench import blob_mask, environment, timed  # noqa: E402
+from lccl_ref.fast import gated_conv2d  # noqa: E402
+from lccl_ref.functional.conv import conv2d_forward, warm_up_blas  # noqa: E402
 
 SHAPES = [  # (name, N, C = T, H = W)
     ("16@32x32 b128", 128, 16, 32),
@@ -73,7 +72,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="first shape, r = 0.65 and 1 only")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
-    _blas.warm_up()  # OpenBLAS runs its GEMMs at half speed until this (see lccl_ref/_blas.py)
+    warm_up_blas()  # OpenBLAS runs its GEMMs at half speed until this (docs/kernel-notes.md)
     shapes = SHAPES[:1] if args.quick else SHAPES
     densities = [1.0, 0.65] if args.quick else DENSITIES
     rng = np.random.default_rng(0)
@@ -113,7 +112,7 @@ def main():
                       f"{row['vector_over_dense']:9.2f} {t['vector'] / t['gather']:8.2f} "
                       f"{full if full else float('nan'):10.2f}{ratios}", flush=True)
     result = dict(
-        **results_header(),
+        environment=environment(),
         repeats=args.repeats, rows=rows,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)

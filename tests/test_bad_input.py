@@ -285,6 +285,28 @@ def test_gate_and_density_reject():
     assert F.GATES == ("relu", "clip")
 
 
+def test_gate_mask_and_product_reject():
+    with pytest.raises(TypeError, match=r"z must have dtype float32 or float64"):
+        F.gate_mask(np.ones(3, np.int32))
+    v, vc = rnd(2, 3, 4, 4), rnd(2, 1, 4, 4)
+    with pytest.raises(ValueError, match=r"v_cheap must have shape \(2, 3, 4, 4\) or "
+                                         r"\(2, 1, 4, 4\) for v of shape"):
+        F.product_forward(v, rnd(2, 2, 4, 4))
+    with pytest.raises(TypeError, match="v_cheap has dtype float32"):
+        F.product_forward(v, rnd(2, 1, 4, 4, dtype=f32))
+    with pytest.raises(ValueError, match="v must be 4-D"):
+        F.product_forward(rnd(3, 4), vc)
+    with pytest.raises(TypeError, match="mask must be a bool ndarray"):
+        F.product_forward(v, vc, np.ones((2, 1, 4, 4)))
+    with pytest.raises(ValueError, match=r"mask must have shape \(2, 1, 4, 4\)"):
+        F.product_forward(v, vc, np.ones((2, 4, 4), bool))
+    _, cache = F.product_forward(v, vc)
+    with pytest.raises(ValueError, match=r"do must have shape \(2, 3, 4, 4\)"):
+        F.product_backward(rnd(2, 3, 4, 5), cache)
+    with pytest.raises(TypeError, match="do has dtype float32"):
+        F.product_backward(rnd(2, 3, 4, 4, dtype=f32), cache)
+
+
 def test_every_public_function_is_covered():
     # a new public function must come with its bad-input tests here
     covered = {
@@ -294,6 +316,6 @@ def test_every_public_function_is_covered():
         "global_avg_pool_backward", "global_avg_pool_forward", "im2col", "im2col_naive",
         "linear_backward", "linear_forward", "relu_backward", "relu_forward",
         "softmax_cross_entropy", "GATES", "gate_forward", "gate_backward", "density_forward",
-        "density_backward",
+        "density_backward", "gate_mask", "product_forward", "product_backward",
     }
     assert set(F.__all__) == covered

@@ -1,8 +1,7 @@
-"""The end-to-end benchmark's machinery: calibration, plain network, results (no timing asserts)."""
+"""The benchmark's machinery on the teaching path: calibration, the plain twin, timing, results
+(no timing asserts).  The fast path's and the engine's rows: ``tests/fast/test_bench.py``."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
@@ -11,9 +10,10 @@ from hypothesis import strategies as st
 from lcclhelp import assert_float32_close
 
 from lccl_ref import bench, flops
+from lccl_ref.bench.calibrate import _threshold
 from lccl_ref.functional import conv2d_naive
-from lccl_ref.models import build_model
-from lccl_ref.nn.lccl import cheap_conv2d
+from lccl_ref.kernels import cheap_conv2d
+from lccl_ref.models import build_model, lccl_layers, plain_network
 
 
 def _x(n=2, seed=0):
@@ -27,7 +27,7 @@ def test_calibrate_reaches_the_target_density(kind, target):
     x = _x(3)
     got = bench.calibrate(model, x, target)
     assert len(got) == 6
-    for name, m in bench.lccl_modules(model):  # round(target * cells) cells of a channel
+    for name, m in lccl_layers(model):  # round(target * cells) cells of a channel
         cells = m.last_mask.shape[0] * m.last_mask.shape[-1] * m.last_mask.shape[-2]
         assert abs(got[name] - target) <= 0.5 / cells + 1e-9, (name, got[name], cells)
     assert got == bench.measure_densities(model, x)  # the calibration holds on re-run
@@ -41,7 +41,7 @@ def test_threshold_never_lands_on_a_tied_value():
     # 8 equal values straddle the exact count: the cut goes to the nearer side of the group
     v = np.array([0.0, 1.0, 2.0] + [5.0] * 8 + [6.0, 7.0])  # 13 values
     for density in np.linspace(0, 1, 27):
-        thr = bench._threshold(v, density)
+        thr = _threshold(v, density)
         assert thr not in v
         above = int((v > thr).sum())
         k = round(density * v.size)
@@ -52,7 +52,7 @@ def test_threshold_never_lands_on_a_tied_value():
 
 def test_calibrate_per_layer_targets_and_bad_targets():
     model = build_model("mnist-resnet", lccl="kxkxCx1", rng=0)
-    names = [n for n, _ in bench.lccl_modules(model)]
+    names = [n for n, _ in lccl_layers(model)]
     targets = {n: 0.1 + 0.15 * i for i, n in enumerate(names)}
     got = bench.calibrate(model, _x(2), targets)
     assert got == pytest.approx(targets, abs=0.5 / 32 + 1e-9)  # >= 2 x 4 x 4 cells a channel
@@ -71,18 +71,21 @@ def test_calibrate_without_bn_stats_changes_only_cheap_biases():
     assert changed and all(k.endswith("cheap_bn.bias") for k in changed)
 
 
-def test_plain_network_runs_expensive_convs_alone_and_restores():
+def test_plain_network_runs_expensive_convs_alone_and_shares_the_weights():
     model = build_model("mnist-resnet", lccl="kxkxCx1", rng=0).eval()
     x = _x(2)
     ref_model = build_model("mnist-resnet", lccl="none", rng=0).eval()
     state = {k: v for k, v in model.state_dict().items() if "cheap" not in k}
     ref_model.load_state_dict({k.replace(".conv.weight", ".weight"): v for k, v in state.items()})
-    with bench.plain_network(model):
-        y_plain = model.forward(x)
+    plain = plain_network(model)
+    y_plain = plain.forward(x)
     # two float32 networks: within the tolerance derived from the network (lcclhelp)
     assert_float32_close(y_plain, ref_model, x)
-    assert all("forward" not in m.__dict__ for _, m in bench.lccl_modules(model))
-    assert not np.allclose(model.forward(x), y_plain)  # the LCCL product is back
+    assert not lccl_layers(plain) and len(lccl_layers(model)) == 6  # the model is unchanged
+    assert not np.allclose(model.forward(x), y_plain)  # the LCCL product is still there
+    name, layer = lccl_layers(model)[0]
+    assert dict(plain.named_modules())[name] is layer.conv  # the same conv: shared weights
+    assert plain.state_dict().keys() == ref_model.state_dict().keys()
 
 
 def test_time_interleaved_returns_medians():
@@ -104,70 +107,26 @@ def test_bench_network_is_well_formed(kind):
     model = build_model("mnist-resnet", lccl=kind, rng=0)
     x = _x(2)
     bench.calibrate(model, x, 0.5)
-    res = bench.bench_network(model, x, repeats=1, torch_ref=False)
-    net = res["network"]
+    res = bench.bench_network(model, x, repeats=1, torch_ref=False, engine=False,
+                              paths=("teaching",))
+    net, teaching = res["network"], res["paths"]["teaching"]
     rows = flops.counted_vs_table(model, x)
     executed = sum(r["counted"] + r["cheap_counted"] for r in rows)
     table = flops.mac_table(model, input_shape=(1, 28, 28))
     assert net["macs_dense"] == 2 * table["total_dense"]
     assert net["macs_lccl"] == net["macs_plain_layers"] + executed
     assert net["theoretical"] == pytest.approx(1 - net["macs_lccl"] / net["macs_dense"])
-    assert net["real"] == pytest.approx(1 - net["t_sparse"] / net["t_plain"])
-    assert min(net["t_plain"], net["t_sparse"], net["t_dense_lccl"]) > 0
-    assert [r["name"] for r in res["layers"]] == [n for n, _ in bench.lccl_modules(model)]
+    assert teaching["real"] == pytest.approx(1 - teaching["t_sparse"] / teaching["t_plain"])
+    assert min(teaching["t_plain"], teaching["t_sparse"], teaching["t_dense_lccl"]) > 0
+    assert list(res["paths"]) == ["teaching"] and res["engine"] is None
+    assert [r["name"] for r in res["layers"]] == [n for n, _ in lccl_layers(model)]
     for r in res["layers"]:
+        assert r["path"] == "teaching"
         assert r["theoretical"] == pytest.approx(
             1 - (r["macs_cheap"] + r["macs_expensive"]) / r["macs_dense"])
         assert r["shared_mask"] == (kind == "kxkxCx1")
         assert abs(r["density"] - 0.5) < 0.02
-    assert all(m.sparse for _, m in bench.lccl_modules(model))  # flags restored
-
-
-def test_bench_engine_counts_what_the_modules_count_and_skips_what_it_cannot_run():
-    model = build_model("mnist-resnet", lccl="kxkxCx1", rng=0)
-    x = _x(2)
-    bench.calibrate(model, x, 0.5)
-    res = bench.bench_network(model, x, repeats=1, layers=False, torch_ref=False)
-    net, eng = res["network"], res["engine"]
-    # same MACs as the module path, so the same theoretical speed-up
-    assert (eng["macs_dense"], eng["macs_lccl"]) == (net["macs_dense"], net["macs_lccl"])
-    assert eng["theoretical"] == pytest.approx(net["theoretical"])
-    assert eng["real"] == pytest.approx(1 - eng["t_sparse"] / eng["t_plain"])
-    assert eng["ratio"] == pytest.approx(eng["real"] / eng["theoretical"])
-    assert eng["ratio_cycles"] == pytest.approx(eng["real_cycles"] / eng["theoretical"])
-    assert 0 < eng["real_cycles"] < 1
-    names = [r["name"] for r in eng["layers"] if r["kind"] == "lccl"]
-    assert names == [n for n, _ in bench.lccl_modules(model)]
-    for r in eng["layers"]:
-        assert r["cycles_plain"] > 0 and r["cycles_sparse"] > 0
-        assert r["real"] == pytest.approx(1 - r["cycles_sparse"] / r["cycles_plain"])
-        if r["kind"] == "lccl":
-            assert abs(r["density"] - 0.5) < 0.02 and r["macs"] < r["macs_dense"]
-        else:  # stem, shortcuts: dense in both networks
-            assert r["macs"] == r["macs_dense"] and r["theoretical"] == 0 and r["ratio"] is None
-    # rounds: at least `repeats`, more when a call is short (min_time per network)
-    assert eng["rounds"] >= 1
-    short = bench.bench_engine(model, x, repeats=3, min_time=0.0)
-    assert short["rounds"] == 3 and short["run"] == 1  # too few calls for runs
-    assert short["ratio_alternating"] == short["ratio"]  # the same calls
-    longer = bench.bench_engine(model, x, repeats=3, min_time=0.5)  # calls of ~1 ms
-    assert 3 < longer["rounds"] <= 1000
-    # runs of consecutive calls, at least 10 per network; alternating calls timed apart
-    assert 1 < longer["run"] <= bench.ENGINE_RUN and longer["rounds"] // longer["run"] >= 10
-    assert longer["rounds"] % longer["run"] == 0
-    assert longer["real_alternating"] == pytest.approx(
-        1 - longer["t_sparse_alternating"] / longer["t_plain_alternating"])
-    assert longer["ratio_alternating"] == pytest.approx(
-        longer["real_alternating"] / longer["theoretical"])
-    row = bench.summarise([dict(res, kind="kxkxCx1", shared_mask=True)])[0]
-    assert row["engine_ratio"] == eng["ratio"]
-    text = bench.format_summary(dict(summary=[row]))
-    assert "engine" in text and f"{100 * eng['real']:.1f}%" in text
-    per_channel = build_model("mnist-resnet", lccl="1x1xCxT", rng=0)
-    skipped = bench.bench_engine(per_channel, x, repeats=1)
-    assert "shared-mask" in skipped["skipped"]
-    assert bench.summarise([dict(res, engine=skipped, kind="1x1xCxT",
-                                 shared_mask=False)])[0]["engine_ratio"] is None
+    assert all(m.sparse for _, m in lccl_layers(model))  # flags restored
 
 
 def test_bench_network_needs_lccl():
@@ -177,6 +136,7 @@ def test_bench_network_needs_lccl():
 
 def test_bench_resnet18_small_input():
     res = bench.bench_resnet18(density=0.5, repeats=1, input_size=32)
+    assert res["path"] == "teaching"
     net = res["network"]
     assert len(res["layers"]) == 7 and len(res["plain_layers"]) == 5
     assert sum(r["count"] for r in res["layers"]) == 16  # the 16 3x3 convs of the blocks
@@ -196,25 +156,20 @@ def test_resnet18_layer_list_gives_the_papers_1_8e9():
     assert total == 1_814_073_344 and round(total / 1e8) == 18
 
 
-def test_run_benchmark_quick_is_json_serialisable():
-    lines = []
-    res = bench.run_benchmark("mnist-resnet", kinds=("1x1xCx1",), batches=(1, 2), quick=True,
-                              repeats=1, layers=False, resnet18=False, log=lines.append)
-    json.dumps(res)
-    assert [r["batch"] for r in res["summary"]] == [1, 2]
-    assert res["threads"]["threads"] == 1 and res["environment"]["numpy"] == np.__version__
-    assert res["runs"][0]["layers"] == [] and lines
-    assert "1x1xCx1" in bench.format_summary(res)
+def test_one_thread_limits_and_restores():
+    import numba
+
+    before = numba.get_num_threads()
+    with bench.one_thread() as info:
+        assert info["threads"] == 1 and numba.get_num_threads() == 1
+        if info["threadpoolctl"]:
+            assert info["blas_threads"] == 1
+    assert numba.get_num_threads() == before
+    env = bench.environment()
+    assert env["numpy"] == np.__version__ and env["cpu_count"] >= 1
 
 
-def test_single_thread_reports():
-    info = bench.single_thread()
-    assert info["threads"] == 1
-    if info["threadpoolctl"]:
-        assert all(lib["threads"] == 1 for lib in info["blas"])
-
-
-# ---- the fast cheap-branch conv the eval path uses (tap GEMM + shift-add) -------------------
+# ---- the cheap branch's conv on the teaching path (kernels.cheap_conv2d) -------------------
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 3), c=st.integers(1, 5), t=st.sampled_from([1, 4]),
        k=st.sampled_from([1, 3]), h=st.integers(3, 9), w=st.integers(3, 9),
@@ -232,16 +187,6 @@ def test_cheap_conv2d_equals_naive_conv(n, c, t, k, h, w, stride, pad, dtype, tr
     assert got.dtype == np.dtype(dtype) and got.shape == ref.shape
     tol = 1e-4 if dtype == "f4" else 1e-11
     np.testing.assert_allclose(got, ref, rtol=tol, atol=tol)
-
-
-def test_cli_bench_quick_json(capsys):
-    from lccl_ref.cli import main
-
-    assert main(["bench", "--model", "mnist-resnet", "--quick", "--no-resnet18", "--kinds",
-                 "1x1xCx1", "--batch", "2", "--repeats", "1", "--json"]) == 0
-    res = json.loads(capsys.readouterr().out)
-    assert res["summary"][0]["kind"] == "1x1xCx1" and res["summary"][0]["batch"] == 2
-    assert main(["bench", "--batch", "0", "--quick"]) == 2
 
 
 def test_blob_mask_has_the_density_in_every_image_and_forms_blobs():

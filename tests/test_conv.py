@@ -1,7 +1,5 @@
 """conv2d_forward / conv2d_backward: naive twin, finite differences, properties."""
 
-from contextlib import contextmanager
-
 import numpy as np
 import pytest
 from gradcheck import check_grad
@@ -10,20 +8,6 @@ from hypothesis import strategies as st
 
 import lccl_ref.functional.conv as conv_mod
 from lccl_ref.functional import conv2d_backward, conv2d_forward, conv2d_naive
-
-# conv2d_forward has two paths: im2col + GEMM, and (stride 1, few channels) shifted rows.
-PATHS = {"im2col": 0, "shifted": 10**6}
-
-
-@contextmanager
-def forward_path(name):
-    """Force conv2d_forward onto one path (shifted rows only applies at stride 1)."""
-    old = conv_mod.SHIFTED_ROWS_MAX_C
-    conv_mod.SHIFTED_ROWS_MAX_C = PATHS[name]
-    try:
-        yield
-    finally:
-        conv_mod.SHIFTED_ROWS_MAX_C = old
 
 # (N, C, H, W, T, kernel, stride, padding)
 CASES = [
@@ -47,14 +31,12 @@ def _make(case, dtype, seed=0, bias=True):
     return x, wt, b, s, p
 
 
-@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_forward_matches_naive(case, bias, dtype, path):
+def test_forward_matches_naive(case, bias, dtype):
     x, w, b, s, p = _make(case, dtype, bias=bias)
-    with forward_path(path):
-        y, _ = conv2d_forward(x, w, b, s, p)
+    y, _ = conv2d_forward(x, w, b, s, p)
     ref = conv2d_naive(x, w, b, s, p)
     assert y.dtype == dtype and ref.dtype == dtype
     assert y.shape == ref.shape
@@ -77,11 +59,9 @@ def test_forward_by_hand():
     np.testing.assert_array_equal(y[0, 0], x[0, 0, :, 1:])
 
 
-@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("bias", [True, False])
-def test_backward_finite_differences(case, bias, path, monkeypatch):
-    monkeypatch.setattr(conv_mod, "SHIFTED_ROWS_MAX_C", PATHS[path])
+def test_backward_finite_differences(case, bias):
     x, w, b, s, p = _make(case, np.float64, seed=3, bias=bias)
     grads = check_grad(conv2d_forward, conv2d_backward, x, w, b, s, p,
                        wrt=[0, 1, 2] if bias else [0, 1], rng=7)
@@ -145,12 +125,11 @@ def test_linear_in_x_and_w(problem, dtype):
 
 @settings(max_examples=40, deadline=None)
 @given(problem=conv_problem(), bias=st.booleans(),
-       dtype=st.sampled_from([np.float32, np.float64]), path=st.sampled_from(list(PATHS)))
-def test_forward_matches_naive_property(problem, bias, dtype, path):
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_forward_matches_naive_property(problem, bias, dtype):
     case, seed = problem
     x, w, b, s, p = _make(case, dtype, seed, bias=bias)
-    with forward_path(path):
-        y, _ = conv2d_forward(x, w, b, s, p)
+    y, _ = conv2d_forward(x, w, b, s, p)
     tol = 1e-4 if dtype == np.float32 else 1e-12
     assert y.dtype == dtype
     np.testing.assert_allclose(y, conv2d_naive(x, w, b, s, p), rtol=tol, atol=tol)
@@ -171,14 +150,12 @@ def test_backward_is_adjoint_of_forward(problem):
     np.testing.assert_allclose(np.sum(y * dy), np.sum(w * dw), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("chunk_rows", [1, 5, 13, 40, 60])
 @pytest.mark.parametrize("case", [(3, 2, 9, 7, 3, 3, 1, 1), (2, 3, 8, 9, 2, (2, 3), (2, 1), (0, 2)),
                                   (4, 1, 4, 4, 2, 3, 2, 1)])
-def test_chunking_does_not_change_results(monkeypatch, chunk_rows, case, path):
+def test_chunking_does_not_change_results(monkeypatch, chunk_rows, case):
     # conv2d_forward/backward work through pieces of about CHUNK_ROWS output cells (bands of
-    # one image, or groups of images); force small pieces so that every path is exercised.
-    monkeypatch.setattr(conv_mod, "SHIFTED_ROWS_MAX_C", PATHS[path])
+    # one image, or groups of images); force small pieces so that every kind of piece is exercised.
     x, w, b, s, p = _make(case, np.float64, seed=8)
     y_ref, cache = conv2d_forward(x, w, b, s, p)
     dy = np.random.default_rng(9).standard_normal(y_ref.shape)

@@ -1,5 +1,6 @@
-"""One check of convolution arguments (``_checks.check_conv_args`` / ``conv_geometry``) at
-every entry point that takes a kernel, channels, a stride and a padding.
+"""One check of convolution arguments (``checks.check_conv_args`` / ``conv_geometry``) at
+every entry point of the teaching path that takes a kernel, channels, a stride and a
+padding (the fast path's: ``tests/fast/test_conv_args.py``).
 
 A zero-size kernel or channel count, a stride < 1, a padding < 0 or above
 ``MAX_PADDING``, an argument of the wrong type, a kernel larger than the padded input
@@ -20,10 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lccl_ref import functional as F
-from lccl_ref._checks import MAX_PADDING
-from lccl_ref.engine import Engine
-from lccl_ref.kernels import cheap_single, conv2d_inference, gated_conv2d, lccl_shared_eval
-from lccl_ref.models import PreActResNet
+from lccl_ref.checks import MAX_PADDING
+from lccl_ref.kernels import cheap_conv2d, gated_conv2d
 from lccl_ref.nn import Conv2d, LCCLConv2d, set_sparse
 
 f32 = np.float32
@@ -51,13 +50,13 @@ def _module(cls, c, t, kh, kw, stride, padding, x):
 ENTRY_POINTS = {
     "conv2d_forward": lambda x, w, b, s, p: F.conv2d_forward(x, w, b, s, p),
     "conv2d_naive": lambda x, w, b, s, p: F.conv2d_naive(x, w, b, s, p),
-    "conv2d_inference": lambda x, w, b, s, p: conv2d_inference(x, w, b, s, p),
     "gated_conv2d auto": lambda x, w, b, s, p: gated_conv2d(
         x, w, _mask(x.shape[0], *x.shape[2:], *w.shape[2:], s, p), b, s, p),
     "gated_conv2d tiled": lambda x, w, b, s, p: gated_conv2d(
         x, w, _mask(x.shape[0], *x.shape[2:], *w.shape[2:], s, p), b, s, p, "tiled"),
-    "cheap_single": lambda x, w, b, s, p: cheap_single(x, w[:1], b[:1], s, p),
-    "lccl_shared_eval": lambda x, w, b, s, p: lccl_shared_eval(x, w, w[:1], b[:1], s, p, p),
+    "gated_conv2d gather": lambda x, w, b, s, p: gated_conv2d(
+        x, w, _mask(x.shape[0], *x.shape[2:], *w.shape[2:], s, p), b, s, p, "gather"),
+    "cheap_conv2d": lambda x, w, b, s, p: cheap_conv2d(x, w, b, s, p),
     "im2col": lambda x, w, b, s, p: F.im2col(x, w.shape[2:], s, p),
     "im2col_naive": lambda x, w, b, s, p: F.im2col_naive(x, w.shape[2:], s, p),
     "Conv2d": lambda x, w, b, s, p: _module(Conv2d, *w.shape[1::-1], *w.shape[2:], s, p, x),
@@ -123,12 +122,17 @@ def bad_conv(draw):
 @settings(max_examples=40, deadline=None)
 @given(case=bad_conv())
 def test_every_entry_point_refuses_bad_conv_arguments(name, case):
+    assert_refused(name, ENTRY_POINTS[name], case)
+
+
+def assert_refused(name, entry_point, case):
+    """``entry_point`` raises the defect's exception, with a message naming it."""
     defect, x, w, b, stride, padding = case
     if name in NO_CHANNELS and defect in ("C 0", "T 0", "channel mismatch"):
         return
     exceptions, pattern = DEFECTS[defect]
     with pytest.raises(exceptions) as info:
-        ENTRY_POINTS[name](x, w, b, stride, padding)
+        entry_point(x, w, b, stride, padding)
     assert re.search(pattern, str(info.value)), f"{name}, {defect}: {info.value}"
 
 
@@ -146,10 +150,9 @@ def test_a_stride_beyond_the_padded_input_gives_the_padded_size_output(stride):
     for name, fn in [
         ("conv2d_forward", lambda s: F.conv2d_forward(x, w, b, s, 1)[0]),
         ("conv2d_naive", lambda s: F.conv2d_naive(x, w, b, s, 1)),
-        ("conv2d_inference", lambda s: conv2d_inference(x, w, b, s, 1)),
         ("gated_conv2d", lambda s: gated_conv2d(x, w, m, b, s, 1)[0]),
-        ("cheap_single", lambda s: cheap_single(x, w[:1], b[:1], s, 1)[0]),
-        ("lccl_shared_eval", lambda s: lccl_shared_eval(x, w, w[:1], b[:1], s, 1, 1)[0]),
+        ("gated_conv2d tiled", lambda s: gated_conv2d(x, w, m, b, s, 1, "tiled")[0]),
+        ("cheap_conv2d", lambda s: cheap_conv2d(x, w, b, s, 1)),
         ("im2col", lambda s: F.im2col(x, 3, s, 1)),
     ]:
         np.testing.assert_array_equal(fn(stride), fn(same), err_msg=name)
@@ -158,13 +161,6 @@ def test_a_stride_beyond_the_padded_input_gives_the_padded_size_output(stride):
         np.testing.assert_array_equal(layers[0].forward(x), layers[1].forward(x), err_msg=kind)
     convs = [Conv2d(3, 4, 3, st_, 1, rng=1).eval() for st_ in (s, same)]
     np.testing.assert_array_equal(convs[0].forward(x), convs[1].forward(x))
-
-
-def test_the_engine_takes_a_stride_beyond_the_padded_input():
-    nets = [PreActResNet(1, (2, 4), stem_channels=2, in_channels=3, strides=(1, s),
-                         lccl="kxkxCx1", rng=3) for s in (2**63, 9)]
-    x = np.random.default_rng(1).standard_normal((1, 3, 7, 7)).astype(f32)
-    np.testing.assert_array_equal(Engine(nets[0])(x), Engine(nets[1])(x))
 
 
 def test_set_sparse_needs_a_module():

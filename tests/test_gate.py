@@ -85,3 +85,32 @@ def test_density_and_its_surrogate_gradient():
     assert F.density_forward(np.zeros((0, 3)))[0] == 0.0
     with pytest.raises(ValueError, match="tau"):
         F.density_backward(1.0, cache, tau=0.0)
+
+
+@pytest.mark.parametrize("t_cheap", [1, 3])
+def test_product_backward_finite_differences(t_cheap):
+    # O = V ⊙ V' and its backward, dV = dO ⊙ V', dV' = dO ⊙ V (summed over T when T' = 1),
+    # against centred differences with a random upstream gradient
+    from gradcheck import numerical_grad
+
+    rng = np.random.default_rng(2)
+    v, vc = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((2, t_cheap, 4, 5))
+    do = rng.standard_normal((2, 3, 4, 5))
+    o, cache = F.product_forward(v, vc)
+    np.testing.assert_array_equal(o, v * vc)
+    dv, dvc = F.product_backward(do, cache)
+    assert dvc.shape == vc.shape
+    np.testing.assert_allclose(dv, numerical_grad(lambda a: np.sum(a * vc * do), v), rtol=1e-6,
+                               atol=1e-9)
+    np.testing.assert_allclose(dvc, numerical_grad(lambda a: np.sum(v * a * do), vc), rtol=1e-6,
+                               atol=1e-9)
+
+
+def test_a_shut_gate_gives_exactly_zero_and_nan_opens_it():
+    v = np.array([np.inf, np.nan, 2.0, -1.0]).reshape(1, 1, 2, 2)
+    z = np.array([-1.0, 0.0, np.nan, 0.5]).reshape(1, 1, 2, 2)
+    mask = F.gate_mask(z)
+    np.testing.assert_array_equal(mask.ravel(), [False, False, True, True])
+    o, _ = F.product_forward(v, F.gate_forward(z)[0], mask)
+    assert o.ravel()[0] == 0 and o.ravel()[1] == 0  # inf * 0 and NaN * 0 are written as 0
+    assert np.isnan(o.ravel()[2]) and o.ravel()[3] == -0.5

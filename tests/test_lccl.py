@@ -312,56 +312,9 @@ def test_eval_with_separate_cheap_input():
     y = layer.forward(x, cheap_input=u)
     np.testing.assert_allclose(y, reference_output(layer, x, u, training=False), rtol=1e-12,
                                atol=1e-12)
-    mask_u, mask_x = layer.cheap_branch_eval(u) > 0, layer.cheap_branch_eval(x) > 0
+    mask_u, mask_x = layer.cheap_eval(u)[1], layer.cheap_eval(x)[1]
     np.testing.assert_array_equal(layer.last_mask, mask_u)
     assert not np.array_equal(mask_u, mask_x)
-
-
-@pytest.mark.parametrize("kind", ["kxkxCx1", "1x1xCx1"])
-@pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_fused_and_two_call_eval_paths_agree(kind, stride, dtype, monkeypatch):
-    # the shared-mask sparse path runs whichever of the fused kernel and the two calls was
-    # faster for the shape; force each in turn: same output, mask, density and MACs, and
-    # both equal the dense reference path
-    from lccl_ref.nn import lccl as lccl_mod
-
-    rng = np.random.default_rng(3)
-    layer = make_layer(5, 17, kind, stride=stride, dtype=dtype, seed=3).eval()
-    layer.cheap_bn.bias.data[...] = 0.2
-    x = rng.standard_normal((2, 5, 9, 8)).astype(dtype)
-    results = {}
-    for name in ("fused", "two calls"):
-        monkeypatch.setattr(lccl_mod, "fastest", lambda table, key, cands, name=name: name)
-        out = layer.forward(x)
-        results[name] = (out, layer.last_mask.copy(), dict(layer.last_stats))
-    layer.sparse = False
-    dense = layer.forward(x)
-    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-12)
-    (o1, m1, s1), (o2, m2, s2) = results["fused"], results["two calls"]
-    np.testing.assert_allclose(o1, o2, **tol)
-    np.testing.assert_allclose(o1, dense, **tol)
-    assert np.array_equal(m1, m2) and s1 == s2
-    assert 0 < s1["density"] < 1
-    assert s1["macs_expensive"] == int(m1.sum()) * 17 * 5 * 9
-
-
-def test_fused_path_is_skipped_for_a_separate_cheap_input_and_when_switched_off(monkeypatch):
-    from lccl_ref.nn import lccl as lccl_mod
-
-    calls = []
-    real = lccl_mod.lccl_shared_eval_unchecked
-    monkeypatch.setattr(lccl_mod, "fastest", lambda table, key, cands: "fused")
-    monkeypatch.setattr(lccl_mod, "lccl_shared_eval_unchecked",
-                        lambda *a: calls.append("fused") or real(*a))
-    layer = make_layer(3, 4, "kxkxCx1", dtype=np.float32).eval()
-    x = np.random.default_rng(0).standard_normal((1, 3, 6, 6)).astype(np.float32)
-    layer.forward(x)
-    assert calls == ["fused"]
-    layer.forward(x, cheap_input=x + 1)  # the cheap branch reads another input
-    layer.fused = False
-    layer.forward(x)
-    assert calls == ["fused"]
 
 
 # ---------------------------------------------------------------- NaN and infinities
@@ -376,17 +329,14 @@ def test_fused_path_is_skipped_for_a_separate_cheap_input_and_when_switched_off(
     c=st.integers(1, 4),
     t=st.integers(1, 5),
     bad=st.lists(st.sampled_from([np.nan, np.inf, -np.inf]), min_size=1, max_size=3),
-    pre=st.booleans(),
     dtype=st.sampled_from([np.float32, np.float64]),
     seed=st.integers(0, 2**16),
 )
-def test_nan_reaches_the_same_cells_on_every_eval_path(kind, geometry, stride, c, t, bad, pre,
-                                                       dtype, seed):
-    """NaN and infinities in x: the dense path, the fused kernel, the two calls, the unfolded
-    cheap branch and the BN-ReLU folded into the copy (``pre``) give NaN in the same cells,
-    and the mask is on wherever V' is NaN (NaN opens the gate; see LCCLConv2d)."""
-    from lccl_ref.nn import lccl as lccl_mod
-
+def test_nan_reaches_the_same_cells_on_every_eval_path(kind, geometry, stride, c, t, bad, dtype,
+                                                       seed):
+    """NaN and infinities in x: the dense path, the sparse path and the unfolded cheap
+    branch give NaN in the same cells, and the mask is on wherever V' is NaN (NaN opens
+    the gate; see LCCLConv2d).  ``tests/fast`` holds the fast paths to the same."""
     k, padding = geometry
     rng = np.random.default_rng(seed)
     layer = make_layer(c, t, kind, k, stride, padding, dtype=dtype, seed=seed).eval()
@@ -394,34 +344,30 @@ def test_nan_reaches_the_same_cells_on_every_eval_path(kind, geometry, stride, c
     x = rng.standard_normal((2, c, 7, 6)).astype(dtype)
     flat = x.reshape(-1)
     flat[rng.choice(flat.size, len(bad), replace=False)] = bad
-    affine = (np.full(c, 1.5, dtype), np.full(c, -0.25, dtype)) if pre else None
-    real_fastest = lccl_mod.fastest
     outs = {}
-    try:
-        for name, sparse, fused, fold in [("dense", False, True, True),
-                                          ("fused", True, True, True),
-                                          ("two calls", True, False, True),
-                                          ("unfolded", True, True, False)]:
-            layer.sparse, layer.fused, layer.fold_bn = sparse, fused, fold
-            lccl_mod.fastest = lambda table, key, cands, trials=3, name=name: (
-                "fused" if name == "fused" else "two calls")
-            out = layer.forward(x, pre=affine)
-            outs[name] = (out, layer.last_mask.copy())
-    finally:
-        lccl_mod.fastest = real_fastest
+    for name, sparse, fold in [("dense", False, True), ("sparse", True, True),
+                               ("unfolded", True, False)]:
+        layer.sparse, layer.fold_bn = sparse, fold
+        out = layer.forward(x)
+        outs[name] = (out, layer.last_mask.copy())
+    assert_same_nan_cells(layer, x, outs)
+
+
+def assert_same_nan_cells(layer, x, outs):
+    """Every output of ``outs`` ({name: (O, mask)}) has NaN where the dense one has, the
+    same mask, and the other cells within the layer's rounding bound; the gate is shut
+    only where V' <= 0 (a NaN V' is on), and a shut gate gives exactly 0."""
     dense, mask = outs["dense"]
-    xe = x if affine is None else F.batchnorm.affine_relu_unchecked(x, *affine)
     with np.errstate(invalid="ignore"):
-        bound = 2 * lccl_rounding_bound(layer, xe)
+        bound = 2 * lccl_rounding_bound(layer, x)
     for name, (out, m) in outs.items():
         np.testing.assert_array_equal(np.isnan(out), np.isnan(dense), err_msg=name)
         np.testing.assert_array_equal(m, mask, err_msg=name)
         finite = np.isfinite(out) & np.isfinite(dense) & np.isfinite(bound)
         assert np.all(np.abs(out[finite] - dense[finite].astype(np.float64))
                       <= bound[finite] + 1e-300), name
-    # the gate is shut only where V' <= 0: a NaN V' (the cheap window saw a NaN) is on
     layer.sparse = False
-    v_cheap, gate, _ = layer.cheap_eval(xe)
+    v_cheap, gate, _ = layer.cheap_eval(x)
     shared = v_cheap[:, 0] if layer.shared_mask else v_cheap
     np.testing.assert_array_equal(gate, ~(shared <= 0))
     assert np.all(gate[np.isnan(shared)])
@@ -430,8 +376,8 @@ def test_nan_reaches_the_same_cells_on_every_eval_path(kind, geometry, stride, c
 
 
 def test_relu_keeps_nan_in_every_kernel():
-    """ReLU(NaN) = NaN wherever a BN-ReLU is applied: np.maximum, the one-pass BN-ReLU,
-    and the copies of the kernels that fold it in (the engine's too)."""
+    """ReLU(NaN) = NaN wherever a BN-ReLU is applied: np.maximum and the one-pass BN-ReLU
+    (the fast path's copies that fold it in: tests/fast)."""
     x = np.array([[[[np.nan, -1.0, 2.0, np.inf, -np.inf, 0.0, 3.0, -2.0]]]], np.float32)
     s, h = np.ones(1, np.float32), np.zeros(1, np.float32)
     want = np.maximum(x, 0)
@@ -441,8 +387,3 @@ def test_relu_keeps_nan_in_every_kernel():
                                                           np.zeros(1, np.float32),
                                                           np.ones(1, np.float32) - 1e-5,
                                                           relu=True), want)
-    conv = Conv2d(1, 1, 1, rng=0).eval()
-    conv.weight.data[...] = 1.0
-    for method in ("vector", "im2col"):
-        conv.inference_method = method
-        np.testing.assert_array_equal(conv.forward(x, pre=(s, h)), want, err_msg=method)

@@ -253,25 +253,3 @@ def test_state_dict_round_trip(tmp_path):
     np.testing.assert_array_equal(a.forward(x), b.forward(x))
 
 
-@pytest.mark.parametrize("kind, placement, shortcut", CASES)
-def test_eval_bn_relu_folded_into_the_convs_equals_the_unfolded_forward(kind, placement, shortcut):
-    # fuse_bn_relu (default): each BN-ReLU goes to the next convs' input copy (pre=);
-    # it must give the network's eval output of one pass per BN-ReLU, sparse and dense
-    rng = np.random.default_rng(CASES.index((kind, placement, shortcut)))
-    model = tiny(kind, placement, shortcut)
-    for m in model.modules():
-        if hasattr(m, "running_var"):
-            m.running_mean[...] = rng.standard_normal(m.running_mean.shape)
-            m.running_var[...] = rng.uniform(0.5, 2.0, m.running_var.shape)
-    model.eval()
-    x = rng.standard_normal((2, 2, 8, 8))
-    blocks = [m for m in model.modules() if isinstance(m, PreActBlock)]
-    for sparse in (True, False):
-        set_sparse(model, sparse) if kind != "none" else None
-        folded = model.forward(x)
-        for b in blocks:
-            b.fuse_bn_relu = False
-        unfolded = model.forward(x)
-        for b in blocks:
-            b.fuse_bn_relu = True
-        np.testing.assert_allclose(folded, unfolded, rtol=1e-10, atol=1e-10)

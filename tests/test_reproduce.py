@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 
@@ -69,13 +70,15 @@ def synthetic_results() -> dict:
              "macs_sparse": 26_123_456, "theoretical": 0.3558, "real": 0.3124,
              "real_over_theoretical": 0.878,
              "layers": [{"name": lay["name"], "theoretical": 0.41, "real": 0.36}
-                        for lay in layers],
+                        for lay in layers], "path": "teaching",
+             "fast": {"dense_ms": 9.11 * b, "sparse_ms": 6.87 * b, "theoretical": 0.3558,
+                      "real": 0.2459, "real_over_theoretical": 0.6911},
              "engine": None if b == 1 else {
                  "dense_ms": 8.21 * b, "sparse_ms": 5.93 * b, "theoretical": 0.3558,
                  "real": 0.2777, "real_over_theoretical": 0.7805,
                  "layers": [{"name": lay["name"], "theoretical": 0.41, "real": 0.33}
                             for lay in layers]}} for b in (1, 32)],
-            "resnet18": {"input_size": 224, "density": 0.4717, "batch": 1,
+            "resnet18": {"input_size": 224, "density": 0.4717, "batch": 1, "path": "fast",
                          "macs_dense": 1_814_073_344, "macs_sparse": 1_203_456_789,
                          "dense_ms": 451.25, "sparse_ms": 322.75, "theoretical": 0.3366,
                          "real": 0.2848, "real_over_theoretical": 0.8461}},
@@ -199,8 +202,10 @@ def test_write_report_files(tmp_path):
     assert loaded["meta"]["elapsed_s"] == 1.5
     text = (tmp_path / "out" / "report.md").read_text()
     assert_ours_from_json(text, loaded)
-    assert "| ours | batch 32, engine | 4.06E7 → 2.61E7 | 262.72 → 189.76 | 35.6% | 27.8% |" \
-        in text and "batch 1, engine" not in text  # batch 1 ran no engine here
+    assert "| ours | batch 32, fast path, engine | 4.06E7 → 2.61E7 | 262.72 → 189.76 | 35.6% | " \
+        "27.8% |" in text and "batch 1, fast path, engine" not in text  # no engine at batch 1
+    assert "| ours | batch 1, teaching path | 4.06E7 → 2.61E7 | 10.37 → 7.13 |" in text
+    assert "| ours | batch 1, fast path | 4.06E7 → 2.61E7 | 9.11 → 6.87 |" in text
 
 
 # ---------------------------------------------------------------- sparsity experiment
@@ -305,9 +310,11 @@ def test_tiny_reproduce_end_to_end(tmp_path, capsys):
     assert [b["batch"] for b in res["bench"]["batches"]] == [1, 8]
     bench_layers = [lay["name"] for lay in res["bench"]["batches"][0]["layers"]]
     assert bench_layers == [lay["name"] for lay in res["runs"]["kxkxCx1/aft-aft"]["layers"]]
-    for b in res["bench"]["batches"]:  # the engine runs the paper's gate, not the recipe's
-        assert b["engine"] is None and "clip" in b["engine_skipped"]
-    assert "The engine did not run this network" in text
+    fast_there = importlib.util.find_spec("lccl_ref.fast") is not None
+    for b in res["bench"]["batches"]:  # the engine runs the recipe's clip gate too
+        assert b["path"] == "teaching" and (b["engine"] is not None) == fast_there
+        assert (b["fast"] is not None) == fast_there
+    assert "teaching path" in text
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -336,7 +343,7 @@ def test_out_that_is_a_file_fails_before_training(tmp_path, capsys):
 
 def test_one_thread_is_scoped():
     numba = pytest.importorskip("numba")
-    from lccl_ref.reproduce import one_thread
+    from lccl_ref.bench import one_thread
 
     before = numba.get_num_threads()
     with one_thread():

@@ -20,18 +20,14 @@ the staging folder, so nothing partial is ever left behind.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import shutil
-import tarfile
 import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-
-from tqdm import tqdm
+from pathlib import Path
 
 from .cifar import (
     CIFAR10_FOLDER,
@@ -41,14 +37,12 @@ from .cifar import (
     CIFAR100_TEST,
     CIFAR100_TRAIN,
 )
+from .download import fetch, md5, unpack
 from .errors import DownloadError, MissingDataError
 from .idx import IDX_FILES
 
 DATA_ENV = "LCCL_DATA"
 URL_ENV = "LCCL_DATA_URL"
-TIMEOUT_S = 60.0
-_CHUNK = 1 << 16
-
 
 @dataclass(frozen=True)
 class Source:
@@ -151,95 +145,13 @@ def _urls(src: Source, key: str) -> list[str]:
     return [m + filename for m in src.mirrors]
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _verify_md5(path: Path, key: str, url: str) -> None:
-    got, want = _md5(path), MD5[key]
+    got, want = md5(path), MD5[key]
     if got != want:
         raise DownloadError(
             f"download of {url} is corrupt: md5 {got}, expected {want}; it was removed, "
             "try again"
         )
-
-
-def _fetch(url: str, dest: Path, progress: bool) -> None:
-    """Stream ``url`` into ``dest``; network failures raise ``OSError`` (URLError)."""
-    with urllib.request.urlopen(url, timeout=TIMEOUT_S) as resp, open(dest, "wb") as out:
-        length = resp.headers.get("Content-Length")
-        total = int(length) if length is not None else None
-        done = 0
-        bar = tqdm(
-            total=total,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=dest.name,
-            disable=not progress or None,
-        )
-        with bar:
-            while True:
-                try:
-                    block = resp.read(_CHUNK)
-                except http.client.IncompleteRead as e:
-                    raise DownloadError(
-                        f"download of {url} was truncated: the connection closed after "
-                        f"{done + len(e.partial)} of {total} bytes; it was removed, try again"
-                    ) from None
-                if not block:
-                    break
-                out.write(block)
-                done += len(block)
-                bar.update(len(block))
-    if total is not None and done != total:
-        raise DownloadError(
-            f"download of {url} was truncated: {done} of {total} bytes; it was removed, "
-            "try again"
-        )
-
-
-def _safe_members(tar: tarfile.TarFile, folder: str, url: str) -> dict[str, tarfile.TarInfo]:
-    """Regular-file members ``folder/<name>`` by name, after checking *every* member.
-
-    Absolute names, ``..`` components, links and device files are refused: the
-    archive is rejected as a whole rather than partially unpacked.
-    """
-    files = {}
-    for m in tar.getmembers():
-        p = PurePosixPath(m.name)
-        if p.is_absolute() or ".." in p.parts or m.name.startswith(("/", "\\")):
-            raise DownloadError(f"{url}: unsafe archive member name {m.name!r}; refused")
-        if not (m.isfile() or m.isdir()):
-            raise DownloadError(f"{url}: archive member {m.name!r} is a link or device; refused")
-        if m.isfile() and len(p.parts) == 2 and p.parts[0] == folder:
-            files[p.parts[1]] = m
-    return files
-
-
-def _unpack(archive: Path, src: Source, staging: Path, url: str) -> list[Path]:
-    try:
-        tar = tarfile.open(archive, "r:gz")
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise DownloadError(f"{url}: not a readable .tar.gz ({e})") from e
-    with tar:
-        members = _safe_members(tar, src.folder, url)
-        absent = [f for f in src.files if f not in members]
-        if absent:
-            raise DownloadError(f"{url}: archive lacks {src.folder}/{', '.join(absent)}")
-        out = staging / "unpacked"
-        out.mkdir()
-        paths = []
-        for fname, m in members.items():
-            dest = out / fname
-            with tar.extractfile(m) as fin, open(dest, "wb") as fout:
-                shutil.copyfileobj(fin, fout)
-            paths.append(dest)
-    return paths
 
 
 def _offline_message(name: str, root: Path, missing: list[str], reason: str) -> str:
@@ -307,7 +219,7 @@ def ensure_files(name: str, root, download: bool = True, progress: bool = True) 
             errors = []
             for url in _urls(src, key):
                 try:
-                    _fetch(url, dest, progress)
+                    fetch(url, dest, progress)
                 except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
                     errors.append(f"{url}: {getattr(e, 'reason', e)}")
                     continue
@@ -322,7 +234,7 @@ def ensure_files(name: str, root, download: bool = True, progress: bool = True) 
             fetched.append((key, url, dest))
         if src.archive is not None:
             (_, url, archive), = fetched
-            files = _unpack(archive, src, staging, url)
+            files = unpack(archive, src, staging, url)
         else:
             files = [dest for _, _, dest in fetched]
         folder = root / src.folder

@@ -1,4 +1,4 @@
-"""Pure forward/backward pairs, NCHW, PyTorch conventions.
+"""Pure forward/backward pairs, NCHW, PyTorch conventions: the paper's equations in NumPy.
 
 Each ``*_forward`` returns ``(out, cache)`` and its ``*_backward`` takes
 ``(dout, cache)``; every function keeps its input dtype (float32 or float64)
@@ -13,11 +13,19 @@ from .batchnorm import (
     fold_into_conv,
 )
 from .conv import conv2d_backward, conv2d_forward, conv2d_naive
-from .gate import GATES, density_backward, density_forward, gate_backward, gate_forward
+from .gate import (
+    GATES,
+    density_backward,
+    density_forward,
+    gate_backward,
+    gate_forward,
+    gate_mask,
+)
 from .im2col import col2im, col2im_naive, im2col, im2col_naive
 from .linear import linear_backward, linear_forward
 from .loss import softmax_cross_entropy
 from .pooling import global_avg_pool_backward, global_avg_pool_forward
+from .product import product_backward, product_forward
 
 __all__ = [
     "GATES",
@@ -25,6 +33,7 @@ __all__ = [
     "density_forward",
     "gate_backward",
     "gate_forward",
+    "gate_mask",
     "batchnorm2d_backward",
     "batchnorm2d_forward",
     "batchnorm2d_inference",
@@ -40,6 +49,8 @@ __all__ = [
     "im2col_naive",
     "linear_backward",
     "linear_forward",
+    "product_backward",
+    "product_forward",
     "relu_backward",
     "relu_forward",
     "softmax_cross_entropy",

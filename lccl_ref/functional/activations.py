@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_float_array, check_shape
+from ..checks import check_float_array, check_shape
 
 
 def relu_forward(x):
@@ -26,9 +26,18 @@ def relu_forward(x):
 
 def relu_backward(dy, cache):
     """ReLU backward: ``dx = dy * (x > 0)`` (the subgradient at 0 is taken as 0)."""
+    return masked_backward(dy, cache, "dy", "x")
+
+
+def masked_backward(d, cache, name, input_name):
+    """``d`` where the forward's mask is true, 0 elsewhere: the backward of an
+    element-wise map with slope 1 or 0 (ReLU, the LCCL gate).  ``cache`` is
+    ``(mask, dtype)``; ``name`` and ``input_name`` name ``d`` and the forward's
+    input in the error messages."""
     mask, dtype = cache
-    check_float_array("dy", dy)
-    check_shape("dy", dy, mask.shape)
-    if dy.dtype != dtype:
-        raise TypeError(f"dy has dtype {dy.dtype} but the forward input x had dtype {dtype}")
-    return np.where(mask, dy, dy.dtype.type(0))
+    check_float_array(name, d)
+    check_shape(name, d, mask.shape)
+    if d.dtype != dtype:
+        raise TypeError(f"{name} has dtype {d.dtype} but the forward input {input_name} had "
+                        f"dtype {dtype}")
+    return np.where(mask, d, d.dtype.type(0))

@@ -1,4 +1,4 @@
-"""2-D convolution (cross-correlation, as in every deep-learning library).
+"""2-D convolution (cross-correlation, as in every deep-learning library): im2col + GEMM.
 
 Shapes follow PyTorch so results compare one to one::
 
@@ -7,47 +7,42 @@ Shapes follow PyTorch so results compare one to one::
 
     y[n, t, i, j] = b[t] + sum_{c, p, q} w[t, c, p, q] * xpad[n, c, i*sh + p, j*sw + q]
 
-Cost: ``N * Ho * Wo * T * C * kh * kw`` multiply-accumulates (the paper's
-``XYTk^2C`` per image, Table "Cost and speed-up", row "plain conv").
+Cost: ``N * Ho * Wo * T * C * kh * kw`` multiply-accumulates (the paper's ``XYTk^2C``).
 
-Variants
---------
-``conv2d_forward`` / ``conv2d_backward``
-    im2col into channel-last rows, then GEMM (BLAS), one chunk of rows at a
-    time (see :func:`_chunks`).
-``_forward_shifted_rows``
-    The forward pass for stride 1 and few input channels (``C <=
-    SHIFTED_ROWS_MAX_C``), where the im2col copy costs most relative to the
-    GEMM: ``kh`` GEMMs on shifted views of the padded NCHW input, no im2col.
-``conv2d_naive``
-    The algorithmic reference: the sum above, one output cell at a time.
-
-Why chunks
-----------
-The whole im2col matrix is ``kh*kw`` times the input (75 MB for a CIFAR
-ResNet layer at batch 128); writing it to memory and reading it back costs
-about as much as the GEMM.  Instead a few images (or a band of output rows
-of one large image) are padded into a small channel-last buffer, their rows
-are copied out of :func:`~.im2col.sliding_windows` into a buffer of about
-``CHUNK_ROWS`` rows, and multiplied while they are still in cache.  The
-buffers are reused, so no large temporary is ever allocated.  Chunks much
-smaller than ~1000 rows make BLAS slower (it repacks the weights per call).
+Start at :func:`conv2d_forward`: the im2col rows of the output cells (channel last,
+:mod:`.im2col`) times the weight matrix, one BLAS GEMM -- as notebook 01 shows on
+the whole batch at once.  Here the rows are made and multiplied a chunk of about
+``CHUNK_ROWS`` output cells at a time (a few images, or a band of rows of one large
+image), so that the ``kh*kw``-times-the-input im2col matrix is never built whole:
+75 MB for a CIFAR ResNet layer at batch 128, and writing it out and reading it back
+would cost about as much as the GEMM.  :func:`conv2d_backward` rebuilds the rows
+chunk by chunk rather than caching them; :func:`conv2d_naive` is the defining sum,
+one output cell at a time (the algorithmic reference the tests hold the others to).
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from .._blas import warm_up as _warm_up_blas
-from .._checks import check_conv_args, check_float_array, check_same_dtype, check_shape
-from .im2col import add_windows, sliding_windows
+from ..checks import check_conv_args, check_float_array, check_same_dtype, check_shape
+from .im2col import add_windows, pad_nhwc, sliding_windows
 
-#: Target number of im2col rows (output cells) per GEMM.
+#: Target number of im2col rows (output cells) per GEMM (much smaller chunks make BLAS
+#: slower: it repacks the weights per call).
 CHUNK_ROWS = 1024
-#: Stride-1 convolutions with at most this many input channels use
-#: :func:`_forward_shifted_rows` (measured: 1.4x instead of 1.8x PyTorch's time at
-#: C = 16; no gain from C = 32 on, where the GEMM dominates).
-SHIFTED_ROWS_MAX_C = 16
+
+
+@functools.cache
+def warm_up_blas() -> None:
+    """Run one 64x512x512 float32 GEMM, once per process.
+
+    OpenBLAS (0.3.31, one thread) runs the conv GEMMs at half speed until one GEMM
+    with a large packed operand has run in the process (docs/kernel-notes.md, "BLAS
+    warm-up"); the CIFAR ResNets never issue one themselves.  This costs ~10 ms, once.
+    """
+    np.ones((64, 512), np.float32) @ np.ones((512, 512), np.float32)
 
 
 def weight_matrix(w: np.ndarray) -> np.ndarray:
@@ -72,7 +67,7 @@ def _chunks(n, ho, wo):
 
 
 def conv2d_forward(x, w, b=None, stride=1, padding=0):
-    """Forward pass of a 2-D convolution.
+    """Forward pass of a 2-D convolution: im2col rows times the weight matrix, by chunks.
 
     Parameters
     ----------
@@ -81,7 +76,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0):
     b : ndarray, (T,), or None
     stride, padding : int or (int, int)
         ``stride >= 1``, ``0 <= padding <= MAX_PADDING`` (1024); a stride beyond the
-        padded input reads one window, as the padded size does (``_checks.conv_geometry``,
+        padded input reads one window, as the padded size does (``checks.conv_geometry``,
         the check every convolution makes).
 
     Returns
@@ -94,16 +89,12 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0):
         ``w``, whether there is a bias, stride, padding and the output size.
     """
     s, p, ho, wo = check_conv_args(x, w, b, stride, padding)
-    _warm_up_blas()  # once per process: see lccl_ref/_blas.py (2x faster GEMMs)
-    cache = (x, w, b is not None, s, p, (ho, wo))
-    if s == (1, 1) and x.shape[1] <= SHIFTED_ROWS_MAX_C:
-        return _forward_shifted_rows(x, w, b, p, ho, wo), cache
+    warm_up_blas()  # once per process (2x faster GEMMs)
     n, c, h, wd = x.shape
     t, _, kh, kw = w.shape
-    ph, pw = p
     wm = weight_matrix(w)  # (kh*kw*C, T)
     imgs, rows, pieces = _chunks(n, ho, wo)
-    xp = np.zeros((imgs, h + 2 * ph, wd + 2 * pw, c), dtype=x.dtype)  # padding stays 0
+    xp = np.zeros((imgs, h + 2 * p[0], wd + 2 * p[1], c), dtype=x.dtype)  # padding stays 0
     win = sliding_windows(xp, (kh, kw), s, (ho, wo))  # (imgs, Ho, Wo, kh, kw, C) view
     cols = np.empty((imgs * rows * wo, kh * kw * c), dtype=x.dtype)
     out = np.empty((imgs * rows * wo, t), dtype=x.dtype)
@@ -112,62 +103,13 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0):
         k, r = b1 - b0, i1 - i0
         m = k * r * wo
         if i0 == 0:
-            xp[:k, ph : ph + h, pw : pw + wd] = x[b0:b1].transpose(0, 2, 3, 1)  # NCHW -> NHWC
+            pad_nhwc(x[b0:b1], p, out=xp)  # the group's images, channel last
         np.copyto(cols[:m].reshape(k, r, wo, kh, kw, c), win[:k, i0:i1])  # im2col rows
         np.matmul(cols[:m], wm, out=out[:m])  # (m, T)
         if b is not None:
             out[:m] += b
         y[b0:b1, :, i0:i1, :] = out[:m].reshape(k, r, wo, t).transpose(0, 3, 1, 2)
-    return y, cache
-
-
-def _forward_shifted_rows(x, w, b, padding, ho, wo):
-    """Stride-1 forward pass without im2col: ``kh`` GEMMs on shifted views of the input.
-
-    Same result as :func:`conv2d_forward` (which calls it), for stride 1 only.
-
-    Flatten each zero-padded image ``(C, Hp, Wp)`` to ``(C, Hp*Wp)``.  Tap
-    ``(p, q)`` of output cell ``(i, j)`` sits at flat index
-    ``(i + p)*Wp + (j + q) = (i*Wp + j) + (p*Wp + q)``: a constant shift.  So on a
-    "wide" output grid ``(Ho, Wp)`` -- whose last ``kw - 1`` columns wrap into
-    the next row and are dropped -- every tap reads a contiguous slice.  Stacking
-    the ``kw`` horizontal shifts once, ``Z[c, q, :] = flat[c, q : q + Hp*Wp]``
-    ``(C*kw, Hp*Wp)``, turns kernel row ``p`` into the strided view
-    ``Z[:, p*Wp : p*Wp + Ho*Wp]`` that BLAS reads in place::
-
-        y_wide (T, Ho*Wp) = sum_p  w[:, :, p, :] (T, C*kw)  @  Z[:, p*Wp :][:, :Ho*Wp]
-
-    and the result is already channel-first.  Costs ``Wp / Wo`` times the MACs
-    and copies the input ``kw`` times (im2col: ``kh*kw`` times).
-    """
-    n, c, h, wd = x.shape
-    t, _, kh, kw = w.shape
-    ph, pw = padding
-    hp, wp = h + 2 * ph, wd + 2 * pw
-    flat_len, wide_len = hp * wp, ho * wp
-    w_rows = [np.ascontiguousarray(w[:, :, p, :]).reshape(t, c * kw) for p in range(kh)]
-    imgs = max(1, min(n, -(-2 * CHUNK_ROWS // wide_len)))
-    flat = np.zeros((imgs, c, flat_len + kw - 1), dtype=x.dtype)  # padding and tail stay 0
-    images = flat[:, :, :flat_len].reshape(imgs, c, hp, wp)
-    z = np.empty((imgs, c, kw, flat_len), dtype=x.dtype)  # the kw horizontal shifts
-    y_wide = np.empty((imgs, t, ho, wp), dtype=x.dtype)
-    tmp = np.empty((imgs, t, wide_len), dtype=x.dtype)
-    y = np.empty((n, t, ho, wo), dtype=x.dtype)
-    for b0 in range(0, n, imgs):
-        b1 = min(n, b0 + imgs)
-        k = b1 - b0
-        images[:k, :, ph : ph + h, pw : pw + wd] = x[b0:b1]
-        for q in range(kw):
-            z[:k, :, q] = flat[:k, :, q : q + flat_len]
-        zk = z[:k].reshape(k, c * kw, flat_len)
-        acc = y_wide[:k].reshape(k, t, wide_len)
-        np.matmul(w_rows[0], zk[:, :, :wide_len], out=acc)  # (k, T, Ho*Wp)
-        for p in range(1, kh):
-            acc += np.matmul(w_rows[p], zk[:, :, p * wp : p * wp + wide_len], out=tmp[:k])
-        if b is not None:
-            acc += b[:, None]
-        y[b0:b1] = y_wide[:k, :, :, :wo]  # drop the wrapped columns
-    return y
+    return y, (x, w, b is not None, s, p, (ho, wo))
 
 
 def conv2d_backward(dy, cache):
@@ -228,7 +170,7 @@ def conv2d_backward(dy, cache):
         k, r = b1 - b0, i1 - i0
         m = k * r * wo
         if i0 == 0:
-            xp[:k, ph : ph + h, pw : pw + wd] = x[b0:b1].transpose(0, 2, 3, 1)
+            pad_nhwc(x[b0:b1], p, out=xp)
         np.copyto(cols[:m].reshape(k, r, wo, kh, kw, c), win[:k, i0:i1])  # (m, kh*kw*C)
         np.copyto(dy_rows[:m].reshape(k, r, wo, t), dy[b0:b1, :, i0:i1, :].transpose(0, 2, 3, 1))
         dwm += np.matmul(cols[:m].T, dy_rows[:m], out=dwm_piece)

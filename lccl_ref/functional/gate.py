@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_float_array, check_shape
+from ..checks import check_float_array
+from .activations import masked_backward
 
 GATES = ("relu", "clip")
 
@@ -57,13 +58,23 @@ def gate_forward(z, kind="relu"):
 
 
 def gate_backward(dv, cache):
-    """``dz = dv * g'(z)``: 1 where the gate passes ``z`` through, else 0 (0 at the kinks)."""
-    slope, dtype = cache
-    check_float_array("dv", dv)
-    check_shape("dv", dv, slope.shape)
-    if dv.dtype != dtype:
-        raise TypeError(f"dv has dtype {dv.dtype} but the forward input z had dtype {dtype}")
-    return np.where(slope, dv, dv.dtype.type(0))
+    """``dz = dv * g'(z)``: 1 where the gate passes ``z`` through, else 0 (0 at the kinks).
+
+    The ReLU's backward (:func:`~.activations.masked_backward`) with the gate's slope.
+    """
+    return masked_backward(dv, cache, "dv", "z")
+
+
+def gate_mask(z):
+    """Where the gate is open, ``V' > 0``: ``z > 0``, and also where ``z`` is NaN.
+
+    Both gates are 0 exactly where ``z <= 0``, so this is the mask of the expensive
+    conv's cells that must be computed (the paper's ``V' > 0``).  A NaN ``z`` opens
+    the gate: ``g(NaN) = NaN``, and the sparse path must carry that NaN into ``O``
+    as the dense product ``V * NaN`` does.  Bool array of the shape of ``z``.
+    """
+    check_float_array("z", z)
+    return ~(z <= 0)
 
 
 def density_forward(z):

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .._checks import check_float_array, conv_geometry, pair
+from ..checks import check_float_array, conv_geometry, pair
 
 
 def _prepare(x, kernel_size, stride, padding, name="x"):
@@ -58,13 +58,20 @@ def _prepare_cols(cols, x_shape, kernel_size, stride, padding):
     return (n, c, h, w), kh, kw, s, p, ho, wo
 
 
-def pad_nhwc(x: np.ndarray, padding: tuple[int, int]) -> np.ndarray:
-    """(N, C, H, W) -> zero-padded channel-last copy (N, H + 2ph, W + 2pw, C)."""
+def pad_nhwc(x: np.ndarray, padding: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+    """(N, C, H, W) -> zero-padded channel-last copy (N, H + 2ph, W + 2pw, C).
+
+    The one padded copy of the library's channel-last kernels (im2col, the
+    convolution's chunks, the gated kernels).  ``out``: a buffer of at least that
+    shape to reuse, whose border already holds zeros (made once with ``np.zeros``):
+    only its interior ``out[:N, ph:ph + H, pw:pw + W]`` is written, and it is returned.
+    """
     n, c, h, w = x.shape
     ph, pw = padding
-    xp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
-    xp[:, ph : ph + h, pw : pw + w, :] = x.transpose(0, 2, 3, 1)
-    return xp
+    if out is None:
+        out = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
+    out[:n, ph : ph + h, pw : pw + w, :] = x.transpose(0, 2, 3, 1)  # NCHW -> NHWC
+    return out
 
 
 def sliding_windows(xp: np.ndarray, kernel_size, stride, out_size) -> np.ndarray:
@@ -143,11 +150,11 @@ def col2im(cols: np.ndarray, x_shape, kernel_size, stride=1, padding=0) -> np.nd
     return np.ascontiguousarray(xp[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2))
 
 
-def im2col_naive(x: np.ndarray, kernel_size, stride=1, padding=0) -> np.ndarray:
-    """Loop twin of :func:`im2col` (same output), written for reading."""
-    kh, kw, (sh, sw), (ph, pw), ho, wo = _prepare(x, kernel_size, stride, padding)
-    n, c, h, w = x.shape
-    cols = np.zeros((n, ho, wo, kh, kw, c), dtype=x.dtype)
+def _naive_taps(n, h, w, kh, kw, stride, padding, ho, wo):
+    """Every ``(b, oi, oj, i, j, r, s)``: image ``b``, output cell ``(oi, oj)``, kernel tap
+    ``(i, j)`` and the input pixel ``(r, s)`` it reads, for the taps inside the input (the
+    others read zero padding).  The one loop nest of both naive twins."""
+    (sh, sw), (ph, pw) = stride, padding
     for b in range(n):
         for oi in range(ho):
             for oj in range(wo):
@@ -155,21 +162,24 @@ def im2col_naive(x: np.ndarray, kernel_size, stride=1, padding=0) -> np.ndarray:
                     for j in range(kw):
                         r, s = oi * sh + i - ph, oj * sw + j - pw
                         if 0 <= r < h and 0 <= s < w:
-                            cols[b, oi, oj, i, j, :] = x[b, :, r, s]
+                            yield b, oi, oj, i, j, r, s
+
+
+def im2col_naive(x: np.ndarray, kernel_size, stride=1, padding=0) -> np.ndarray:
+    """Loop twin of :func:`im2col` (same output), written for reading."""
+    kh, kw, s, p, ho, wo = _prepare(x, kernel_size, stride, padding)
+    n, c, h, w = x.shape
+    cols = np.zeros((n, ho, wo, kh, kw, c), dtype=x.dtype)
+    for b, oi, oj, i, j, r, s_ in _naive_taps(n, h, w, kh, kw, s, p, ho, wo):
+        cols[b, oi, oj, i, j, :] = x[b, :, r, s_]
     return cols
 
 
 def col2im_naive(cols: np.ndarray, x_shape, kernel_size, stride=1, padding=0) -> np.ndarray:
     """Loop twin of :func:`col2im` (same output), written for reading."""
-    (n, c, h, w), kh, kw, (sh, sw), (ph, pw), ho, wo = _prepare_cols(
-        cols, x_shape, kernel_size, stride, padding)
+    (n, c, h, w), kh, kw, s, p, ho, wo = _prepare_cols(cols, x_shape, kernel_size, stride,
+                                                       padding)
     dx = np.zeros((n, c, h, w), dtype=cols.dtype)
-    for b in range(n):
-        for oi in range(ho):
-            for oj in range(wo):
-                for i in range(kh):
-                    for j in range(kw):
-                        r, s = oi * sh + i - ph, oj * sw + j - pw
-                        if 0 <= r < h and 0 <= s < w:
-                            dx[b, :, r, s] += cols[b, oi, oj, i, j, :]
+    for b, oi, oj, i, j, r, s_ in _naive_taps(n, h, w, kh, kw, s, p, ho, wo):
+        dx[b, :, r, s_] += cols[b, oi, oj, i, j, :]
     return dx

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .._checks import check_float_array, check_same_dtype, check_shape
+from ..checks import check_float_array, check_same_dtype, check_shape
 
 
 def linear_forward(x, w, b=None):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_float_array
+from ..checks import check_float_array
 
 
 def softmax_cross_entropy(logits, labels):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_float_array, check_shape
+from ..checks import check_float_array, check_shape
 
 
 def global_avg_pool_forward(x):

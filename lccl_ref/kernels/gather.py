@@ -1,73 +1,31 @@
-"""Gather-GEMM-scatter for a mask shared by all output channels (SBNet / DynConv).
+"""Gather-GEMM-scatter for a mask shared by all output channels (as in SBNet and DynConv).
 
-A shared mask ``(N, Ho, Wo)`` switches whole output positions on or off, so
-the work at the active positions is still a dense matrix product::
+A shared mask ``(N, Ho, Wo)`` switches whole output positions on or off, so the
+work at the active positions is still one dense matrix product::
 
-    rows  = im2col rows of the active positions only  (m, kh*kw*C)  channel-last
+    rows  = im2col rows of the active positions only  (m, kh*kw*C)  channel last
     out   = rows @ weight_matrix(w)                   (m, T)         one BLAS GEMM
     y[n, :, i, j] = (out[p] + b) * scale[n, i, j]     0 at inactive cells
 
-The GEMM runs at the dense convolution's speed per MAC, so its time falls in
-proportion to the density ``r``.  Everything else is overhead that the dense
-conv does not have, or has in a cheaper form, and it decides how much of the
-ideal saving ``1 - r`` is kept.  The output rows ``(n, i)`` are cut into
-pieces (:func:`plan_pieces`) of at most ``chunk`` active positions -- whole
-images when they are small, bands of rows of one image when not -- and per
-piece:
-
-1. the images of the piece (or, for a band, just the input rows it reads)
-   are copied once into a reused channel-last buffer whose zero border is
-   written once (NumPy transposed copy), and :func:`fill_rows` (Numba)
-   copies the active positions' rows out of it: ``kh`` contiguous runs of
-   ``kw*C`` numbers each;
-2. one GEMM on those rows;
-3. :func:`expand_rows` (Numba) writes ``out + b`` (times the optional
-   per-position ``scale``, the LCCL factor ``V'`` fused into this write) or 0
-   for every cell of the piece into a channel-last block, branch-free (a random mask makes an
-   ``if`` mispredict), and one NumPy transposed copy writes the block into
-   ``y`` -- whole images or whole rows, every cell of ``y`` written once, so
-   ``y`` needs no ``np.zeros`` first.  Pieces with fewer than
-   ``SCATTER_BELOW`` of their cells active are instead zeroed plane band by
-   plane band and the values scattered (:func:`scatter_rows`): at r = 0.1 on
-   64@56x56 batch 1 the expand + copy of every cell took 0.5 ms of a 1.8 ms
-   call.
-
-Measured (float32, 1 thread, process CPU time, median of 9, the machine
-shared with other jobs, so +-10 %; real/ideal = (1 - t/t_dense) / (1 - r)
-against ``conv2d_forward``), previous version -> this one:
-
-    shape (batch)       r = 0.7         r = 0.3
-    16@32x32 (128)     -0.45 -> 0.22    0.54 -> 0.60
-    32@16x16 (128)      0.57 -> 0.83    0.84 -> 0.86
-    64@8x8 (128)        0.82 -> 0.88    0.88 -> 0.90
-    64@56x56 (1)        0.65 -> 0.83    0.92 -> 0.88
-    64@56x56 (8)        0.56 -> 0.87    0.86 -> 0.90
-
-The previous version (``np.argwhere``, chunks of 1024 positions that cut
-through images so that each chunk padded again every image it touched,
-``np.zeros`` for ``y`` then a strided scatter) took 32-34 ms at 16@32x32,
-r = 0.7, against 28-30 ms dense.  Now: rows 9 ms, GEMM 15 ms, expand 2 ms,
-write 4 ms.  Tried and dropped: a ring of ``kh`` channel-last input rows
-filled by a Numba transpose (no better at C = 16, 15 % slower at C = 32 than
-NumPy's transposed copy of whole images); one fused Numba write of ``y``
-reading ``out`` column by column (6 ms against 2 + 4); a transposed GEMM
-``(T, m)`` (2 ms slower); explicit 8-wide or NumPy-slice copies of the rows
-(13 and 25 ms instead of 9).  At C = 16 the dense conv avoids im2col
-altogether (its "shifted rows" path) and the GEMM has only T = 16 columns,
-so the row copy (``kh*kw*C`` numbers per position for ``kh*kw*C*T`` MACs)
-stays expensive: issue 3's 0.9 is not reached there.
-
-Rows per piece: ``chunk = min(CHUNK_ROWS, CHUNK_BYTES // row bytes)``, so
-that the rows of one GEMM stay about 1 MB (the L2 is 512 KB per core):
-about 1800 rows at C = 16, 900 at 32, 450 at 64.  A fixed 1024 cost 5-20 %
-more at C = 64 (64@8x8 and 64@56x56 at r = 0.7), 2048 even more; smaller
-pieces make BLAS slower at C = 16.
+The GEMM runs at the dense convolution's speed per MAC, so its time falls with the
+density ``r``; everything else is overhead the dense conv does not have, and decides
+how much of the ideal saving ``1 - r`` is kept.  Start at :func:`gather_shared`: it
+cuts the output rows into pieces of at most ``chunk`` active positions
+(:func:`plan_pieces`: whole images when small, bands of rows when not), and per
+piece (1) copies its images into a reused padded channel-last buffer and gathers
+the active rows (:func:`fill_rows`), (2) runs one GEMM, (3) writes ``y``: every
+cell, ``out + b`` or 0, into a channel-last block copied once into ``y``
+(:func:`expand_rows`), or, for sparse pieces, zeros and a scatter
+(:func:`scatter_rows`).  ``chunk`` keeps a GEMM's rows near 1 MB (the L2 is 512 KB
+per core).  Measurements: docs/kernel-notes.md, "gather".
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from ..functional.im2col import pad_nhwc
 
 #: Upper bound on the active positions per GEMM.
 CHUNK_ROWS = 2048
@@ -261,12 +219,12 @@ def gather_shared(x, wm, b, mask, kh, kw, stride, padding, y, scale=None):
         n0, i0 = divmod(g0, ho)
         if g1 - g0 >= ho:  # whole images n0 .. n0 + k - 1
             k = (g1 - g0) // ho
-            xp[:k, ph : ph + h, pw : pw + w] = x[n0 : n0 + k].transpose(0, 2, 3, 1)
-        else:  # the input rows that output rows i0 .. i1 - 1 of image n0 read
+            pad_nhwc(x[n0 : n0 + k], padding, out=xp)
+        else:  # the input rows lo:hi that output rows i0 .. i1 - 1 of image n0 read
             i1 = i0 + g1 - g0
             lo, hi = max(i0 * sh - ph, 0), min((i1 - 1) * sh + kh - ph, h)
-            if hi > lo:
-                xp[0, ph + lo : ph + hi, pw : pw + w] = x[n0, :, lo:hi].transpose(1, 2, 0)
+            if hi > lo:  # into their place in the padded image: rows ph + lo ...
+                pad_nhwc(x[n0 : n0 + 1, :, lo:hi], (ph + lo, pw), out=xp)
         m = fill_rows(xp, n0, mask, g0, g1, kh, kw, sh, sw, rows)
         if m:
             np.matmul(rows[:m], wm, out=out[:m])

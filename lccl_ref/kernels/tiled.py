@@ -1,38 +1,22 @@
-"""Per-channel masks: tiles of packed rows, inner products eight at a time ("tiled").
+"""Per-channel masks: tiles of packed im2col rows, inner products eight at a time ("tiled").
 
-The fast path for **per-channel masks** ``(N, T, Ho, Wo)`` (the paper's
-``1x1xCxT`` cheap branch); it also accepts a shared mask, passed as
-``(N, 1, Ho, Wo)``.  A per-channel mask switches single (position, channel)
-cells, so the work is a *sampled* matrix product -- ``y = mask * (rows @ W)``
-evaluated only where the mask is true -- with no dense block to hand to BLAS.
-Alternatives and why they lose:
+A per-channel mask ``(N, T, Ho, Wo)`` (the paper's ``1x1xCxT`` cheap branch) switches
+single (position, channel) cells, so the work is a *sampled* matrix product --
+``y = mask * (rows @ W)`` evaluated only where the mask is true -- with no dense block
+to hand to BLAS (with random masks nearly every position keeps some active channel,
+``1 - (1 - r)^T``).  A shared mask is accepted too, passed as ``(N, 1, Ho, Wo)``.
 
-* gather the union of active positions and run the dense GEMM: with random
-  masks nearly every position has some active channel (``1 - (1 - r)^T``), so
-  nothing is saved (and the MACs executed would not be the active cells');
-* gather rows per channel: copies ``kh*kw*C`` numbers per computed cell, as
-  much memory traffic as the arithmetic of the cell;
-* read each window in place from the padded input (``kh`` runs of ``kw*C``):
-  tried first; each run ends in a horizontal sum of the vector accumulators,
-  which costs too much when ``kw*C`` is short (C = 16, 32).
-
-What this module does, per tile of ``TILE`` consecutive positions ``(n, i, j)``:
-
-1. pack the tile's im2col rows ``(TILE, kh*kw*C)`` into a per-worker buffer
-   that stays in cache (for a shared mask, only the active positions' rows);
-2. for each channel ``t``, list the tile's active positions (a branch-free
-   compaction: random masks would make an ``if`` mispredict half the time);
-3. compute their inner products with filter ``t`` eight at a time (then four,
-   then one): one load of a weight serves eight multiply-accumulates;
-4. write ``y[n, t, i, j] = (acc + b[t]) * s`` and count ``kh*kw*C`` MACs per
-   cell, where ``s`` is the optional fused factor ``scale`` at the cell (the
-   LCCL product ``O = V * V'``) or 1 without one.
-
-The loops are compiled with ``reassoc``/``contract`` fast-math flags so LLVM
-vectorises the reductions (sums differ from the direct loop by rounding
-only); accumulators keep the data's dtype (a literal ``0`` would have made
-them float64).  Workers own every ``n_workers``-th tile (``prange``; serial
-with ``NUMBA_NUM_THREADS=1``).
+Start at :func:`tiled`; per tile of ``TILE`` consecutive positions ``(n, i, j)``,
+:func:`_tile` (1) packs the tile's im2col rows into a buffer that stays in cache
+(for a shared mask only the active positions'), (2) lists, per channel ``t``, the
+tile's active positions (a branch-free compaction: random masks would make an
+``if`` mispredict), (3) computes their inner products with filter ``t`` eight at a
+time (:func:`_cells8`: one load of a weight serves eight MACs), then the rest one by
+one, and (4) writes ``y[n, t, i, j] = (acc + b[t]) * s`` (``s`` the optional factor
+``scale``, the LCCL's ``V'``) and counts ``kh*kw*C`` MACs per cell.  The loops carry
+``reassoc``/``contract`` fast-math flags so that LLVM vectorises the sums (they
+differ from the direct loop by rounding only).  Alternatives measured and why they
+lose: docs/kernel-notes.md, "tiled".
 """
 
 from __future__ import annotations
@@ -73,22 +57,6 @@ def _cells8(rows, w2, t, bases, idx, g, k_len, zero, out):
         a7 += wk * x7[k]
     out[0], out[1], out[2], out[3] = a0, a1, a2, a3
     out[4], out[5], out[6], out[7] = a4, a5, a6, a7
-
-
-@njit(cache=True, fastmath=_FAST)
-def _cells4(rows, w2, t, bases, idx, g, k_len, zero, out):
-    """Inner products of filter ``t`` with the packed rows at ``bases[idx[g:g+4]]``."""
-    wv = w2[t]
-    x0, x1 = rows[bases[idx[g]] :], rows[bases[idx[g + 1]] :]
-    x2, x3 = rows[bases[idx[g + 2]] :], rows[bases[idx[g + 3]] :]
-    a0 = a1 = a2 = a3 = zero
-    for k in range(k_len):
-        wk = wv[k]
-        a0 += wk * x0[k]
-        a1 += wk * x1[k]
-        a2 += wk * x2[k]
-        a3 += wk * x3[k]
-    out[0], out[1], out[2], out[3] = a0, a1, a2, a3
 
 
 @njit(cache=True, fastmath=_FAST)
@@ -155,12 +123,6 @@ def _tile(x_flat, w2, b, m_flat, s_flat, scaled, y_flat, rows, start, m, geom):
                 y_t[y_off[idx[g + q]]] = (out[q] + bt) * sc[g + q]
             macs += 8 * k_len
             g += 8
-        if g + 4 <= cnt:
-            _cells4(rows, w2, t, bases, idx, g, k_len, zero, out)
-            for q in range(4):
-                y_t[y_off[idx[g + q]]] = (out[q] + bt) * sc[g + q]
-            macs += 4 * k_len
-            g += 4
         while g < cnt:
             r = idx[g]
             y_t[y_off[r]] = (_cell1(rows, w2, t, bases[r], k_len, zero) + bt) * sc[g]

@@ -5,15 +5,13 @@ One block (He et al. 2016, "Identity mappings in deep residual networks")::
     x ─┬─ BN1 ─ ReLU ─(a)─ conv1 ─(h)─ BN2 ─ ReLU ─(b)─ conv2 ─(o)─ + ─ out
        └──────────────────── shortcut ─────────────────────────────┘
 
-With ``lccl`` set, conv1 and conv2 are :class:`~lccl_ref.nn.LCCLConv2d`.
-
-Placement (this project's reading of the paper's Aft-Aft, Aft-Bef, Bef-Bef,
-Bef-Aft, which the slides do not define): the first word is for conv1, the
-second for conv2.  "aft" = the cheap branch reads its input **after** the
-BN-ReLU that precedes the convolution, i.e. the same input as the expensive
-conv (``a`` for conv1, ``b`` for conv2; what the authors' code does).  "bef" =
-it reads the input **before** that BN-ReLU: the raw block input ``x`` for
-conv1, the conv1 output ``h`` for conv2.
+With ``lccl`` set, conv1 and conv2 are :class:`~lccl_ref.nn.LCCLConv2d`.  Placement
+(this project's reading of the paper's Aft-Aft, Aft-Bef, Bef-Bef, Bef-Aft, which the
+slides do not define): the first word is for conv1, the second for conv2.  "aft" = the
+cheap branch reads its input **after** the BN-ReLU that precedes the convolution, the
+same input as the expensive conv (``a`` for conv1, ``b`` for conv2; what the authors'
+code does).  "bef" = it reads the input **before** that BN-ReLU: the raw block input
+``x`` for conv1, the conv1 output ``h`` for conv2.
 
 Shortcuts, used when the block changes the width or the resolution:
 
@@ -23,14 +21,13 @@ Shortcuts, used when the block changes the width or the resolution:
 - ``"projection"``: a 1x1 conv with the block's stride; it reads the
   pre-activation ``a`` (as in the WRN code and He et al.'s pre-activation code).
 
-Otherwise the shortcut is the identity ``x``.
+Otherwise the shortcut is ``x``.  Start at :meth:`PreActBlock.forward`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..functional.batchnorm import affine_relu_unchecked
 from ..nn import BatchNorm2d, Conv2d, LCCLConv2d, Module, ReLU
 
 SHORTCUTS = ("identity", "projection")
@@ -110,9 +107,7 @@ class PreActBlock(Module):
         self.bn2 = BatchNorm2d(out_channels, dtype=dtype)
         self.relu2 = ReLU()
         self.conv2 = conv3x3(out_channels, out_channels, 1, lccl, rng, dtype, lccl_options)
-        self.fuse_bn_relu = True
-        first, second = placement.split("-")
-        self.cheap_before = (lccl != "none" and first == "bef", lccl != "none" and second == "bef")
+        self.placement = tuple(placement.split("-"))  # ("aft" | "bef", "aft" | "bef")
         self.shortcut_kind = "none"
         if stride != 1 or in_channels != out_channels:
             self.shortcut_kind = shortcut
@@ -122,18 +117,29 @@ class PreActBlock(Module):
             else:
                 self.shortcut = SubsamplePad(in_channels, out_channels, stride)
 
-    def forward(self, x):
-        """(N, C_in, H, W) -> (N, C_out, Ho, Wo).
+    @property
+    def cheap_before(self) -> tuple[bool, bool]:
+        """Per conv: whether it is an LCCL whose cheap branch reads the input before the
+        BN-ReLU ("bef"), i.e. ``x`` for conv1 and ``h`` for conv2."""
+        return tuple(isinstance(c, LCCLConv2d) and p == "bef"
+                     for c, p in zip((self.conv1, self.conv2), self.placement))
 
-        In eval mode, with ``fuse_bn_relu`` (the default), each BN-ReLU is not a
-        pass of its own: its per-channel affine map goes to the convolutions that
-        read its output (``pre=``), which apply it while copying their input
-        (:func:`lccl_ref.kernels.vector.copy_image`); kernels without that copy
-        apply it first.  Otherwise each BN-ReLU pair is one pass
-        (``BatchNorm2d.inference(relu=True)``).
+    #: Eval-mode hook: None (the teaching path), or a callable ``accelerator(block, x)``
+    #: returning the block's output (or None: "not mine").  :func:`lccl_ref.fast.accelerate`
+    #: sets one that folds each BN-ReLU into the next convolution's input copy.
+    accelerator = None
+
+    def forward(self, x):
+        """(N, C_in, H, W) -> (N, C_out, Ho, Wo): BN-ReLU, conv, BN-ReLU, conv, + shortcut.
+
+        In eval mode each BN-ReLU is one pass of its own (``BatchNorm2d.inference``),
+        then the convolution reads its output, unless an :attr:`accelerator` computes
+        the block.
         """
-        if not self.training and self.fuse_bn_relu:
-            return self._forward_eval_fused(x)
+        if not self.training and self.accelerator is not None:
+            out = self.accelerator(self, x)
+            if out is not None:
+                return out
         a = self._bn_relu(self.bn1, self.relu1, x)  # (N, C_in, H, W)
         if self.cheap_before[0]:
             h = self.conv1.forward(a, cheap_input=x)  # (N, C_out, Ho, Wo)
@@ -144,41 +150,19 @@ class PreActBlock(Module):
             o = self.conv2.forward(b, cheap_input=h)
         else:
             o = self.conv2.forward(b)
-        if self.shortcut_kind == "projection":
-            s = self.shortcut.forward(a)
-        elif self.shortcut_kind == "identity":
-            s = self.shortcut.forward(x)
-        else:
-            s = x
-        o += s  # o is conv2's fresh output (no cache keeps it): add in place
-        return o
+        return self.add_shortcut(o, x, lambda: self.shortcut.forward(a))
 
-    def _forward_eval_fused(self, x):
-        pre1 = self._pre(self.bn1, self.relu1, x)  # a = max(x * s1 + h1, 0), not made
-        h = self._conv(self.conv1, x, pre1, self.cheap_before[0])  # (N, C_out, Ho, Wo)
-        pre2 = self._pre(self.bn2, self.relu2, h)  # b = max(h * s2 + h2, 0), not made
-        o = self._conv(self.conv2, h, pre2, self.cheap_before[1])
+    def add_shortcut(self, o, x, projection):
+        """``o + shortcut(x)``, in place (``o`` is conv2's fresh output, no cache keeps it):
+        ``x`` itself, ``SubsamplePad(x)``, or ``projection()`` -- the 1x1 conv of the
+        pre-activation ``a``, computed by the caller's function, only for that kind."""
         if self.shortcut_kind == "projection":
-            o += self.shortcut.forward(x, pre=pre1)  # the projection reads a
+            o += projection()
         elif self.shortcut_kind == "identity":
             o += self.shortcut.forward(x)
         else:
             o += x
         return o
-
-    @staticmethod
-    def _pre(bn, relu, z):
-        """``(s, h)`` of ``bn`` for the next convs' ``pre=``; caches for an eval backward."""
-        s, h = bn.eval_affine(z)
-        relu.keep_output(lambda: affine_relu_unchecked(z, s, h))
-        return s, h
-
-    @staticmethod
-    def _conv(conv, z, pre, cheap_before):
-        """``conv`` on ``max(z * s + h, 0)``; a "bef" cheap branch reads ``z`` itself."""
-        if isinstance(conv, LCCLConv2d):
-            return conv.forward(z, cheap_input=z if cheap_before else None, pre=pre)
-        return conv.forward(z, pre=pre)
 
     def _bn_relu(self, bn, relu, z):
         if self.training:

@@ -123,5 +123,19 @@ def build_model(name, num_classes=10, in_channels=None, lccl="none", placement="
 
 
 def lccl_layers(model: Module) -> list[tuple[str, LCCLConv2d]]:
-    """Every :class:`~lccl_ref.nn.LCCLConv2d` in ``model`` with its qualified name, in order."""
+    """Every :class:`~lccl_ref.nn.LCCLConv2d` in ``model`` with its qualified name, in order.
+
+    The one place that lists a model's LCCL layers (training, evaluation, MAC tables,
+    benchmarks and the engine all use it)."""
     return [(name, m) for name, m in model.named_modules() if isinstance(m, LCCLConv2d)]
+
+
+def plain_network(model: Module) -> Module:
+    """The network an LCCL network is measured against: ``model`` with every LCCL layer
+    replaced by its expensive conv alone -- the same ``Conv2d`` object, so the weights
+    are shared -- and no cheap branch, no mask.  ``model`` is not changed.
+    (:meth:`Module.copy_with` copies the modules on the way, not their arrays.)"""
+    if isinstance(model, LCCLConv2d):
+        return model.conv
+    return model.copy_with(**{name: plain_network(child)
+                              for name, child in model.named_children()})

@@ -76,16 +76,17 @@ class PreActResNet(Module):
         self.pool = GlobalAvgPool()
         self.fc = Linear(c, num_classes, rng=rng, dtype=dtype)
 
-    def _layers(self):
+    def layers(self):
+        """The top-level layers in forward order: stem, stages, BN, ReLU, pool, fc."""
         return [self.stem, *(getattr(self, s) for s in self.stage_names), self.bn, self.relu,
                 self.pool, self.fc]
 
     def forward(self, x):
-        for layer in self._layers():
+        for layer in self.layers():
             x = layer.forward(x)
         return x  # (N, num_classes)
 
     def backward(self, dy):
-        for layer in reversed(self._layers()):
+        for layer in reversed(self.layers()):
             dy = layer.backward(dy)
         return dy  # (N, in_channels, H, W)

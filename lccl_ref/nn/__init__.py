@@ -1,8 +1,12 @@
-"""Modules that hold parameters and gradients, over :mod:`lccl_ref.functional`."""
+"""Modules that hold parameters and gradients, over :mod:`lccl_ref.functional`.
+
+Start at :mod:`.module` (``Module``, ``Parameter``), then :mod:`.layers` and
+:mod:`.lccl` (``LCCLConv2d``, the paper's layer).
+"""
 
 from .layers import BatchNorm2d, Conv2d, GlobalAvgPool, Linear, ReLU
 from .lccl import CHEAP_KINDS, LCCLConv2d, set_sparse
-from .module import Module, Parameter, Sequential, load_npz, save_npz
+from .module import Module, Parameter, Sequential, load_npz, save_npz, teaching_path
 
 __all__ = [
     "BatchNorm2d",
@@ -18,4 +22,5 @@ __all__ = [
     "load_npz",
     "save_npz",
     "set_sparse",
+    "teaching_path",
 ]

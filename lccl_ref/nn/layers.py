@@ -1,13 +1,24 @@
-"""Thin modules over :mod:`lccl_ref.functional`: they hold parameters and caches."""
+"""Thin modules over :mod:`lccl_ref.functional`: they hold parameters and caches.
+
+Each module calls its forward/backward pair and keeps the cache on itself; start at
+:class:`Conv2d`.  In eval mode a :class:`Conv2d` may hand its forward to an
+``accelerator`` (None by default; :func:`lccl_ref.fast.accelerate` sets one).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .. import functional as F
-from .._checks import FLOAT_DTYPES, MAX_PADDING, check_float_array, conv_geometry, pair
+from ..checks import (
+    FLOAT_DTYPES,
+    MAX_PADDING,
+    check_float_array,
+    conv_geometry,
+    conv_output_size,
+    pair,
+)
 from ..functional.batchnorm import batchnorm2d_inference_unchecked
-from ..kernels.dense import DENSE_METHODS, conv2d_inference_unchecked
 from .module import Module, Parameter
 
 
@@ -19,18 +30,6 @@ def _rng(rng) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
     raise TypeError(f"rng must be None, an int seed or a numpy Generator, got {type(rng).__name__}")
-
-
-def check_pre(pre, channels, dtype):
-    """``pre`` must be a pair ``(s, h)`` of C-contiguous (C,) arrays of the module's dtype."""
-    if not (isinstance(pre, tuple) and len(pre) == 2):
-        raise TypeError(f"pre must be a pair (s, h) of arrays (BatchNorm2d.eval_affine()), "
-                        f"got {type(pre).__name__}")
-    for name, v in zip(("s", "h"), pre):
-        check_float_array(f"pre[{name}]", v, ndim=1)
-        if v.shape != (channels,) or v.dtype != dtype or not v.flags.c_contiguous:
-            raise ValueError(f"pre's {name} must be a contiguous ({channels},) array of dtype "
-                             f"{dtype}, got shape {v.shape}, dtype {v.dtype}")
 
 
 def _dtype(dtype) -> np.dtype:
@@ -72,53 +71,50 @@ class Conv2d(Module):
         self._cache = None
         self.last_input_shape = None
 
-    #: Dense kernel of eval-mode forwards, see :func:`lccl_ref.kernels.conv2d_inference`
-    #: ("auto": the faster of "im2col" and "vector" for each shape, timed once).
-    inference_method = "auto"
+    #: Eval-mode hook: None (the teaching path), or a callable ``accelerator(conv, x)``
+    #: returning ``y`` (or None: "not mine, run the teaching path").
+    #: :func:`lccl_ref.fast.accelerate` sets it; see docs/architecture.md.
+    accelerator = None
 
-    def forward(self, x, pre=None):
-        """Training mode: ``F.conv2d_forward``, cache for :meth:`backward`.  Eval mode:
-        ``kernels.conv2d_inference`` (the faster dense kernel, no im2col cache kept).
-
-        ``pre`` (eval mode only): None, or ``(s, h)`` (C,) arrays, and the conv reads
-        ``max(x * s[c] + h[c], 0)``: the BN-ReLU before it, applied in the kernel's
-        input copy (``BatchNorm2d.eval_affine``; see ``PreActBlock``).
-        """
+    def forward(self, x):
+        """``F.conv2d_forward`` (im2col + GEMM), its cache kept for :meth:`backward`, in
+        training and eval mode alike; in eval mode an :attr:`accelerator`, when set, may
+        compute ``y`` instead."""
+        if not self.training and self.accelerator is not None:
+            self.check_input(x)
+            y = self.accelerator(self, x)
+            if y is not None:
+                self.keep_eval_input(x, x.shape)
+                return y
         b = None if self.bias is None else self.bias.data
-        if self.training:
-            if pre is not None:
-                raise ValueError("pre (a BN-ReLU folded into the input copy) is for eval mode")
-            y, self._cache = F.conv2d_forward(x, self.weight.data, b, self.stride, self.padding)
-        else:  # x checked against the module's own weight, then the unchecked kernel
-            self._check_eval_input(x, pre)
-            y = conv2d_inference_unchecked(x, self.weight.data, b, self.stride, self.padding,
-                                           self.inference_method, pre)
-            self._cache = ("eval input", x, pre)
+        y, self._cache = F.conv2d_forward(x, self.weight.data, b, self.stride, self.padding)
         self.last_input_shape = x.shape  # read by lccl_ref.flops to build per-layer tables
         return y
 
-    def _check_eval_input(self, x, pre=None):
+    def check_input(self, x):
+        """``x`` must be (N, in_channels, H, W) of the module's dtype, with room for the kernel."""
         check_float_array("x", x, ndim=4)
-        if pre is not None:
-            check_pre(pre, self.in_channels, self.weight.data.dtype)
         if x.shape[1] != self.in_channels:
             raise ValueError(f"x must have shape (N, {self.in_channels}, H, W), got {x.shape}")
         if x.dtype != self.weight.data.dtype:
             raise TypeError(f"x has dtype {x.dtype} but the module is "
                             f"{self.weight.data.dtype} (see Module.astype)")
         conv_geometry(x.shape[2], x.shape[3], *self.kernel_size, self.stride, self.padding)
-        if self.inference_method not in DENSE_METHODS:
-            raise ValueError(f"inference_method must be one of {DENSE_METHODS}, "
-                             f"got {self.inference_method!r}")
+
+    def keep_eval_input(self, x, shape):
+        """Remember the input of an eval forward computed elsewhere (an accelerator): ``x``,
+        or a callable that makes it, for a later :meth:`backward` (called only then),
+        and its ``shape`` for the per-layer MAC tables."""
+        self._cache = ("eval input", x)
+        self.last_input_shape = shape
 
     def backward(self, dy):
         if self._cache is None:
             raise RuntimeError("Conv2d.backward needs a forward first")
-        if isinstance(self._cache[0], str):  # after an eval forward: build the cache now
+        if isinstance(self._cache[0], str):  # after an accelerated forward: the cache now
+            x = self._cache[1]
+            x = x() if callable(x) else x
             b = None if self.bias is None else self.bias.data
-            _, x, pre = self._cache
-            if pre is not None:
-                x = F.batchnorm.affine_relu_unchecked(x, *pre)
             _, self._cache = F.conv2d_forward(x, self.weight.data, b, self.stride, self.padding)
         dx, dw, db = F.conv2d_backward(dy, self._cache)
         self.weight.grad += dw
@@ -128,8 +124,7 @@ class Conv2d(Module):
 
     def output_shape(self, h, w):
         """(Ho, Wo) for an (H, W) input."""
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        return conv_output_size(h, w, *self.kernel_size, self.stride, self.padding)
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

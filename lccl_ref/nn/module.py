@@ -16,11 +16,13 @@ which :func:`save_npz` / :func:`load_npz` store without pickles.
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 
-from .._checks import FLOAT_DTYPES
+from ..checks import FLOAT_DTYPES
 
 
 class Parameter:
@@ -93,6 +95,20 @@ class Module:
 
     def modules(self):
         return [m for _, m in self.named_modules()]
+
+    def named_children(self):
+        """Yield ``(name, module)`` for the modules registered directly on this one."""
+        yield from self._modules.items()
+
+    def copy_with(self, **children):
+        """A shallow copy of this module -- the same parameters, buffers and attributes --
+        with the named child modules replaced; this module is not changed."""
+        twin = copy.copy(self)
+        for name in ("_params", "_buffers", "_modules"):
+            object.__setattr__(twin, name, OrderedDict(self.__dict__[name]))
+        for name, child in children.items():
+            setattr(twin, name, child)
+        return twin
 
     def named_parameters(self):
         for mname, m in self.named_modules():
@@ -210,6 +226,21 @@ class Sequential(Module):
         for layer in reversed(self._modules.values()):
             dy = layer.backward(dy)
         return dy
+
+
+@contextmanager
+def teaching_path(model: Module):
+    """Within the block every module of ``model`` computes its eval forward on the teaching
+    path: each ``accelerator`` hook that is set is cleared, and put back afterwards."""
+    saved = [(m, m.__dict__["accelerator"]) for m in model.modules()
+             if m.__dict__.get("accelerator") is not None]
+    for m, _ in saved:
+        m.accelerator = None
+    try:
+        yield model
+    finally:
+        for m, hook in saved:
+            m.accelerator = hook
 
 
 def save_npz(path, arrays: dict[str, np.ndarray]) -> None:

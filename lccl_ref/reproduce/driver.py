@@ -27,11 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bench.threads import environment
 from .config import BENCH_RUN, CURVE_KIND, RUNS, SPARSITY_VARIANTS, ReproduceConfig
 from .formula import formula_table, mask_examples
 from .runs import curve_point, train_run
 from .sparsity import STABILITY_RULE, sparsity_experiment
-from .timing import machine_info, run_bench, run_bench_resnet18
+from .timing import run_bench, run_bench_resnet18
 
 
 def _say(cfg, text):
@@ -71,7 +72,7 @@ def run_reproduce(cfg: ReproduceConfig) -> dict:
             "model": model_name, "train_size": int(len(ds.x_train)),
             "test_size": int(len(ds.x_test)), "epochs": int(epochs),
             "batch_size": int(recipe["batch_size"]), "lr": recipe["lr"], "seed": cfg.seed,
-            "mode": cfg.mode, "lccl_recipe": recipe["lccl"], **machine_info(),
+            "mode": cfg.mode, "lccl_recipe": recipe["lccl"], **environment(),
             "lccl_ref": __version__,
             "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
     phases, t_phase = {}, time.perf_counter()

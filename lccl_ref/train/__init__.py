@@ -2,7 +2,7 @@
 
 - :mod:`.optim`       :class:`SGD` (PyTorch's update; no decay on BN parameters or biases)
 - :mod:`.schedules`   :func:`learning_rate` for ``"cosine"`` / ``"step"`` / ``"constant"``
-- :mod:`.loop`        :func:`fit`, :func:`evaluate`, :class:`History`
+- :mod:`.loop`        :func:`fit`, :class:`History`; :mod:`.evaluate` :func:`evaluate`
 - :mod:`.checkpoint`  :func:`save_checkpoint`, :func:`load_checkpoint`,
                       :func:`model_from_checkpoint`
 - :mod:`.recipes`     :data:`RECIPES`, the default settings per dataset used by ``lccl-ref train``
@@ -17,7 +17,8 @@ from .checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from .loop import History, evaluate, fit
+from .evaluate import evaluate
+from .loop import History, fit
 from .optim import SGD, decays
 from .recipes import RECIPES, recipe_for
 from .schedules import SCHEDULES, default_milestones, learning_rate
