@@ -69,6 +69,36 @@ def test_row_kernels_equal_their_naive_twins(stride, padding, k):
         np.testing.assert_allclose(dxp[0], dxp[1], rtol=1e-14, atol=1e-14)
 
 
+def test_keep_active_equals_its_twin_and_zeroes_nan():
+    rng = np.random.default_rng(7)
+    src = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    src[0, 0, 0, :2] = [np.nan, np.inf]
+    mask = rng.random(src.shape) < 0.5
+    mask[0, 0, 0, :2] = False
+    out = [np.full_like(src, 7.0) for _ in range(2)]
+    tg.keep_active(src, mask, out[0])
+    tg.keep_active_naive(src, mask, out[1])
+    np.testing.assert_array_equal(out[0], out[1])
+    assert np.all(out[0][~mask] == 0) and np.all(out[0][mask] == src[mask])
+
+
+def test_nan_off_the_mask_stays_off():
+    """dv is read at active cells only, and v is exactly 0 off the mask even if x has NaN."""
+    rng = np.random.default_rng(8)
+    for per_channel in (False, True):
+        x, w, mask, dv = _random_case(rng, 2, 3, 4, 6, 6, 3, 1, 1, per_channel, 0.5, np.float64)
+        cells = mask if per_channel else np.broadcast_to(mask[:, None], dv.shape)
+        dv_nan = np.where(cells, dv, np.nan)
+        _, cache = gated_conv2d_forward(x, w, mask, 1, 1)
+        dx, dw = gated_conv2d_backward(dv_nan, cache)
+        _, dx_ref, dw_ref = gated_conv2d_naive(x, w, mask, dv, 1, 1)
+        np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dw, dw_ref, rtol=1e-12, atol=1e-12)
+        x[0, 0, 2, 2] = np.nan
+        v, _ = gated_conv2d_forward(x, w, mask, 1, 1)
+        assert np.all(v[~cells] == 0)
+
+
 def test_add_rows_is_the_adjoint_of_fill_rows():
     """<fill(x), d> == <x, add(d)>: the scatter-add is exactly the transpose of the gather."""
     rng = np.random.default_rng(1)

@@ -33,7 +33,7 @@ import numpy as np
 
 from .._checks import check_conv_args, check_float_array, check_same_dtype, check_shape
 from ..kernels.gather import gather_shared
-from ..kernels.train_gather import gather_backward
+from ..kernels.train_gather import gather_backward, keep_active
 from .conv import conv2d_backward, conv2d_forward, weight_matrix
 
 
@@ -110,7 +110,7 @@ def gated_conv2d_forward(x, w, mask, stride=1, padding=0):
     v = np.empty((n, t, ho, wo), dtype=x.dtype)  # every cell is written
     macs = gather_shared(x, weight_matrix(w), np.zeros(t, x.dtype), positions, kh, kw, s, p, v)
     if per_channel:  # the rows were computed whole: drop their inactive channels
-        np.copyto(v, 0, where=~mask)
+        keep_active(v, np.ascontiguousarray(mask), v)
     dense = n * ho * wo * t * c * kh * kw
     macs = {"forward": int(macs), "backward_dw": None, "backward_dx": None, "backward": None,
             "dense_forward": dense, "dense_backward": 2 * dense}
@@ -145,7 +145,9 @@ def gated_conv2d_backward(dv, cache):
     check_same_dtype(x=x, dv=dv)
     check_shape("dv", dv, (n, t, ho, wo))
     if mask.ndim == 4:  # the rows' inactive channels were dropped: their gradient is 0
-        dv = np.where(mask, dv, dv.dtype.type(0))
+        dv_active = np.empty(dv.shape, dv.dtype)
+        keep_active(np.ascontiguousarray(dv), np.ascontiguousarray(mask), dv_active)
+        dv = dv_active
     _, c, kh, kw = w.shape
     dx, dwm, macs_dw, macs_dx = gather_backward(x, weight_matrix(w), cache.positions, dv,
                                                 kh, kw, cache.stride, cache.padding)
