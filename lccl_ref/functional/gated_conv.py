@@ -1,25 +1,24 @@
 """The expensive convolution of an LCCL layer, trained on the active cells only (issue 18).
 
-An LCCL layer outputs ``O = V * V'`` with ``V = conv_W(x)`` and ``V' = g(z)``,
+An LCCL layer outputs ``O = V * V'``, ``V = conv_W(x)``, ``V' = g(z)`` with
 ``g(z) = 0`` exactly where ``z <= 0`` (PAPER.md, "The idea").  Backprop through
-the product (PAPER.md, "Training is end-to-end")::
+the product (PAPER.md, "Training is end-to-end"), where the mask is off::
 
-    dV = dO * V'     -> 0 wherever V' = 0: the mask is off
-    dz = g'(z) dV'   -> 0 there too, so V (read by dV' = dO * V) is not needed there
+    dV = dO * V'  = 0           -> the conv's backward reads dV at active cells only
+    dz = g'(z) dV' = 0          -> V (in dV' = dO * V) is not needed there either
 
-So the expensive conv's forward, its weight gradient ``dW`` and its input
-gradient ``dX`` can all skip the masked cells and still give exactly the dense
-step's result: ``v`` = dense conv times the mask, ``(dx, dw)`` = dense backward
-of ``dv * mask``.
+(a density budget adds a term to ``dz`` that reads ``z`` only).  So the
+expensive conv's forward, ``dW`` and ``dX`` skip the masked cells and still give
+exactly the dense step's result: ``v`` = dense conv times the mask, ``(dx,
+dw)`` = dense backward of ``dv * mask``.
 
 Kernels (:mod:`lccl_ref.kernels.gather`, :mod:`lccl_ref.kernels.train_gather`):
-gather the im2col rows of the active positions, one BLAS GEMM for ``V``, two
-for the gradients, col2im scatter-add of the active rows into ``dx``.  A
-per-channel mask ``(N, T, Ho, Wo)`` runs the same kernels on the positions
-where at least one channel is active, full rows, and zeroes the inactive
-channels: exact, and the simplest kernel that keeps BLAS speed per MAC; it
-saves nothing on random per-channel masks, where almost every position keeps
-an active channel (a per-cell dot loop runs far slower per MAC than a GEMM).
+the im2col rows of the active positions, one BLAS GEMM for ``V``, two for the
+gradients, a col2im scatter-add of the active rows into ``dx``.  A per-channel
+mask ``(N, T, Ho, Wo)`` runs them on the positions with an active channel, full
+rows, then zeroes the inactive channels: exact and at BLAS speed per MAC, but
+no saving on random masks, where almost every position keeps an active channel
+(a per-cell dot loop is 8-15x slower per MAC than the GEMM: the benchmark).
 
 ``gated_conv2d_naive`` is the algorithmic reference: the dense conv and its
 backward, masked.
