@@ -175,7 +175,7 @@ def test_pair_equals_dense_conv_with_the_mask(case):
     x64, w64, dvm64 = (np.abs(a).astype(np.float64) for a in (x, w, dv * cells))
     y_abs, abs_cache = conv2d_forward(x64, w64, None, stride, padding)
     dx_abs, dw_abs, _ = conv2d_backward(dvm64, abs_cache)
-    _assert_close(v, y_dense * cells, y_abs, c * k * k, dtype)
+    _assert_close(v, y_dense * cells, y_abs, c * k * k + k, dtype)  # + k: dense sums k GEMMs
     # dx: T-term GEMM sums, then up to k*k of them added; dw: sums over the rows of a
     # piece, then over the pieces (at most N*Ho of them).
     _assert_close(dx, dx_dense, dx_abs, t * k * k + k * k, dtype)

@@ -18,7 +18,7 @@ gradients, a col2im scatter-add of the active rows into ``dx``.  A per-channel
 mask ``(N, T, Ho, Wo)`` runs them on the positions with an active channel, full
 rows, then zeroes the inactive channels: exact and at BLAS speed per MAC, but
 no saving on random masks, where almost every position keeps an active channel
-(a per-cell dot loop is 8-15x slower per MAC than the GEMM: the benchmark).
+(a per-cell dot loop runs ~25x slower per MAC: bench_train_gated.py).
 
 ``gated_conv2d_naive`` is the algorithmic reference: the dense conv and its
 backward, masked.
