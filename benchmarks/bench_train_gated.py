@@ -1,7 +1,7 @@
 """Benchmark: the gated conv's training pair vs the dense training conv, float32, one thread.
 
 Times ``F.conv2d_forward`` + ``F.conv2d_backward`` (dense) against
-``gated_conv2d_forward`` + ``gated_conv2d_backward`` (functional/gated_conv.py)
+``gated_conv2d_forward`` + ``gated_conv2d_backward`` (kernels/gated_train.py)
 on the ResNet-20 conv shapes (16@32x32, 32@16x16, 64@8x8 at stride 1, and the
 stride-2 transitions 16->32 and 32->64), 3x3, padding 1, batch 128 and 32, at
 densities 1.0, 0.65, 0.5, 0.3, with i.i.d. random shared masks (N, Ho, Wo)
@@ -37,15 +37,15 @@ from pathlib import Path  # noqa: E402
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lccl_ref.bench import results_header  # noqa: E402
+from lccl_ref.bench import environment  # noqa: E402
 from lccl_ref.functional import conv2d_backward, conv2d_forward  # noqa: E402
 from lccl_ref.functional.conv import weight_matrix  # noqa: E402
-from lccl_ref.functional.gated_conv import (  # noqa: E402
+from lccl_ref.functional.im2col import add_windows, sliding_windows  # noqa: E402
+from lccl_ref.kernels import gated_conv2d  # noqa: E402
+from lccl_ref.kernels.gated_train import (  # noqa: E402
     gated_conv2d_backward,
     gated_conv2d_forward,
 )
-from lccl_ref.functional.im2col import add_windows, sliding_windows  # noqa: E402
-from lccl_ref.kernels import gated_conv2d  # noqa: E402
 from lccl_ref.kernels.gather import fill_rows, plan_pieces  # noqa: E402
 from lccl_ref.kernels.train_gather import add_rows, chunk_rows, gather_grad_rows  # noqa: E402
 
@@ -236,7 +236,7 @@ def main():
     repeats = 3 if args.quick else args.repeats
     batches = (32,) if args.quick else (128, 32)
     rng = np.random.default_rng(0)
-    res = dict(results_header(), what=__doc__.split("\n")[0], repeats=repeats,
+    res = dict(environment(), what=__doc__.split("\n")[0], repeats=repeats,
                timer="median process CPU time, all variants of a layer interleaved",
                threads=dict(numba=numba.get_num_threads(),
                             blas=os.environ["OPENBLAS_NUM_THREADS"]), rows=[])

@@ -1,4 +1,4 @@
-"""Tests of the gated convolution's training pair (functional/gated_conv.py, issue 18).
+"""Tests of the gated convolution's training pair (kernels/gated_train.py, issue 18).
 
 Three layers: (a) each Numba kernel of kernels/train_gather.py against its loop
 twin; (b) float64 finite differences of the pair with a random upstream
@@ -10,9 +10,6 @@ and the MACs counted equal those the mask implies.  Then bad input.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from gradcheck import check_grad
@@ -20,14 +17,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lccl_ref.functional import conv2d_backward, conv2d_forward
-from lccl_ref.functional.gated_conv import (
+from lccl_ref.functional.im2col import pad_nhwc
+from lccl_ref.kernels import gather as gather_mod
+from lccl_ref.kernels import train_gather as tg
+from lccl_ref.kernels.gated_train import (
     gated_conv2d_backward,
     gated_conv2d_forward,
     gated_conv2d_naive,
 )
-from lccl_ref.functional.im2col import pad_nhwc
-from lccl_ref.kernels import gather as gather_mod
-from lccl_ref.kernels import train_gather as tg
 
 
 def _random_case(rng, n, c, t, h, wd, k, stride, padding, per_channel, density, dtype):
@@ -237,13 +234,6 @@ def test_non_contiguous_input_and_empty_batch():
     dx, dw = gated_conv2d_backward(dv[:0], cache)
     assert v.shape == (0, 3, 7, 9) and dx.shape == (0, 4, 7, 9) and not dw.any()
     assert cache.macs["forward"] == cache.macs["backward"] == 0
-
-
-def test_importing_either_layer_first_works():
-    """functional.gated_conv imports kernels, and kernels import functional: no cycle."""
-    for first in ("lccl_ref.kernels", "lccl_ref.functional.gated_conv"):
-        code = f"import {first}; import lccl_ref.functional.gated_conv, lccl_ref.kernels"
-        subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # bad input ----------------------------------------------------------------------------------

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_conv_args, check_float_array, check_same_dtype, check_shape
-from ..kernels.gather import gather_shared
-from ..kernels.train_gather import gather_backward, keep_active
-from .conv import conv2d_backward, conv2d_forward, weight_matrix
+from ..checks import check_conv_args, check_float_array, check_same_dtype, check_shape
+from ..functional.conv import conv2d_backward, conv2d_forward, weight_matrix
+from .gather import gather_shared
+from .train_gather import gather_backward, keep_active
 
 
 @dataclass
