@@ -4,10 +4,20 @@
 ``LCCL_NO_FAST=1 pytest tests`` makes ``lccl_ref.fast`` unimportable before anything
 imports ``lccl_ref`` and skips ``tests/fast/``: every other test must pass so, since the
 teaching path (functional, kernels, nn, models, train, flops) never imports it.
+
+Hypothesis draws the same examples on every run and machine (``derandomize``): CI
+must not fail on an example no earlier run met.  ``HYPOTHESIS_PROFILE=explore``
+draws fresh ones, for a session that hunts for bugs.
 """
 
 import os
 import sys
+
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 if os.environ.get("LCCL_NO_FAST") == "1":

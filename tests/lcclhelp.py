@@ -176,8 +176,10 @@ def lccl_rounding_bound(layer, x):
     A dot product of length K computed in floating point, in any order, is within
     ``gamma_K * sum |a_i b_i|`` of the exact one, ``gamma_K = K u / (1 - K u)``
     (Higham, *Accuracy and Stability of Numerical Algorithms*, 3.1).  With
-    ``A = conv(|x|, |W|)`` and ``A' = conv(|x|, |W'_f|) + |b'_f|`` (the cheap conv with
-    its BN folded in, which adds a few roundings per weight), and ``V``, ``V'`` the
+    ``A = conv(|x|, |W|)`` and ``A' = conv(|x|, |W'_f|) + |beta| + |mean * s|`` (the
+    cheap conv with its BN folded in, which adds a few roundings per weight; the
+    unfolded path subtracts the running mean after the conv, so the two parts of the
+    folded bias are rounded before they cancel), and ``V``, ``V'`` the
     exact branches, ``O = V * V'`` is off by at most about::
 
         u * ((K + 2) * A * |V'|  +  (K' + 4) * A' * |V|)
@@ -196,8 +198,11 @@ def lccl_rounding_bound(layer, x):
     v, _ = F.conv2d_forward(x64, w, None, conv.stride, conv.padding)
     z, _ = F.conv2d_forward(x64, w_f, b_f, cconv.stride, cconv.padding)
     a, _ = F.conv2d_forward(np.abs(x64), np.abs(w), None, conv.stride, conv.padding)
-    a_c, _ = F.conv2d_forward(np.abs(x64), np.abs(w_f), np.abs(b_f), cconv.stride,
-                              cconv.padding)
+    # |b'_f| = |beta - mean * s| may be far smaller than the two terms it is the
+    # difference of: the unfolded path (conv, then BN) rounds each of them
+    b_abs = np.abs(bn.bias.data.astype(np.float64)) + np.abs(
+        bn.running_mean.astype(np.float64) * s)
+    a_c, _ = F.conv2d_forward(np.abs(x64), np.abs(w_f), b_abs, cconv.stride, cconv.padding)
     k, k_c = w[0].size, w_f[0].size
     u = float(np.finfo(x.dtype).eps) / 2
     return u * ((k + 2) * a * np.maximum(z, 0) + (k_c + 4) * a_c * np.abs(v))

@@ -236,3 +236,26 @@ def test_cli_flops_prints_the_resnet20_total(capsys):
     out = capsys.readouterr().out
     assert "layer3.2.conv2.cheap_conv" in out and "40,551,040" in out
     assert main(["flops", "--model", "resnet20", "--density", "1.5"]) == 2
+
+
+def test_training_cost_is_three_passes():
+    """Forward, dX and dW each cost the forward's MACs (eq. 12); the table's training
+    totals are 3x its inference totals, and a plain net's counted training MACs match."""
+    from lccl_ref.flops import mac_table, train_macs
+    from lccl_ref.functional import softmax_cross_entropy
+    from lccl_ref.train import take_train_macs
+
+    assert train_macs(1234) == 3702
+    with pytest.raises(ValueError, match="inference_macs"):
+        train_macs(-1)
+    model = build_model("resnet8", rng=0)
+    table = mac_table(model, input_shape=(3, 8, 8))
+    assert table["train_dense"] == 3 * table["total_dense"]
+    assert table["train_lccl"] == pytest.approx(3 * table["total_lccl"])
+    model.train()
+    take_train_macs(model)
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    _, dlogits = softmax_cross_entropy(model.forward(x), np.array([0, 1]))
+    model.backward(dlogits)
+    counted = take_train_macs(model)
+    assert counted == {"dense": 2 * table["train_dense"], "executed": 2 * table["train_dense"]}

@@ -440,3 +440,27 @@ def test_dead_layers_are_reported(tmp_path):
     healthy = fit(tiny_net(), synthetic(), epochs=1, batch_size=32, lr=0.0, seed=0,
                   progress=False)
     assert healthy.last["low_density"] == {}
+
+
+def test_train_macs_per_image_are_counted_by_the_layers():
+    """Per training image and epoch: the plain network's forward + dX + dW (3x the forward
+    MACs of every conv and linear layer); the LCCL net's cheap branch adds its own 3x;
+    with sparse training the expensive conv executes fewer than its dense MACs."""
+    fwd = {"conv": 8 * 8 * 8 * 3 * 9, "lccl": 8 * 8 * 8 * 8 * 9, "cheap": 8 * 8 * 1 * 8 * 9,
+           "fc": 8 * 3}
+    dense = 3 * (fwd["conv"] + fwd["lccl"] + fwd["fc"])
+    net = tiny_net()
+    lccl = [m for m in net.modules() if isinstance(m, LCCLConv2d)][0]
+    lccl.sparse_train = False
+    h = fit(net, synthetic(), epochs=1, batch_size=32, lr=0.0, seed=0, progress=False)
+    assert h.last["train_macs"] == {"dense": dense, "executed": dense + 3 * fwd["cheap"]}
+    net = tiny_net()
+    lccl = [m for m in net.modules() if isinstance(m, LCCLConv2d)][0]
+    lccl.cheap_bn.bias.data[:] = -0.5  # about a third of the positions open
+    h = fit(net, synthetic(), epochs=1, batch_size=32, lr=0.0, seed=0, progress=False)
+    macs = h.last["train_macs"]
+    assert macs["dense"] == dense
+    density = np.mean(list(h.last["train_density"].values()))
+    expensive = macs["executed"] - 3 * (fwd["conv"] + fwd["fc"] + fwd["cheap"])
+    assert expensive == pytest.approx(3 * fwd["lccl"] * density, rel=1e-12)
+    assert 0 < density < 0.9

@@ -17,6 +17,7 @@ from .formulas import (
     slides_kxkxCx1_macs,
     slides_kxkxCx1_speedup,
     speedup_ratio,
+    train_macs,
 )
 from .tables import counted_vs_table, format_table, mac_table
 
@@ -28,6 +29,7 @@ __all__ = [
     "format_table",
     "kind_speedup_ratio",
     "lccl_kind_macs",
+    "train_macs",
     "lccl_macs",
     "mac_table",
     "slides_kxkxCx1_macs",

@@ -188,3 +188,20 @@ def authors_code_overhead_1x1xCx1(X, Y, C, T):
     """
     X, Y, C, T = (_pos_int(n, v) for n, v in zip("XYCT", (X, Y, C, T)))
     return T * X * Y
+
+
+#: A training step's passes of a conv (or linear) layer: forward, dX and dW, each as
+#: many MACs as the forward (docs/derivations.md, eq. 12).
+TRAIN_PASSES = 3
+
+
+def train_macs(inference_macs):
+    """The MACs of one training step (forward + dX + dW) of a layer whose forward costs
+    ``inference_macs``: ``3 x``, for a plain conv (eq. 12) and for an LCCL layer alike
+    (eq. 13: the cheap branch's three passes, and the expensive conv's at the open
+    cells only, since ``dV = 0`` where the gate is shut), so the training speed-up
+    ratio equals the inference one (eq. 14)."""
+    if not isinstance(inference_macs, Real) or isinstance(inference_macs, bool) \
+            or inference_macs < 0:
+        raise ValueError(f"inference_macs must be a number >= 0, got {inference_macs!r}")
+    return TRAIN_PASSES * inference_macs

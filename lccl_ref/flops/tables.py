@@ -15,7 +15,7 @@ import numpy as np
 
 from ..models import lccl_layers
 from ..nn import Conv2d, LCCLConv2d, Linear, Module, teaching_path
-from .formulas import check_density
+from .formulas import check_density, train_macs
 
 
 def _conv_row(name, kind, conv: Conv2d, in_shape):
@@ -68,7 +68,8 @@ def mac_table(model: Module, input_shape=None, x=None, density=None):
         | "lccl.cheap"), in_shape, out_shape, kernel, stride, macs_dense, density,
         macs_lccl``; ``total_dense`` (int, the network without cheap branches),
         ``total_lccl`` (float, cheap branches plus expensive convs at their
-        densities), ``speedup`` (``1 - total_lccl / total_dense``),
+        densities), ``speedup`` (``1 - total_lccl / total_dense``), ``train_dense``
+        and ``train_lccl`` (a training step, forward + dX + dW: :func:`train_macs`),
         ``input_shape``.  All MACs are per image.
 
     Notes
@@ -137,6 +138,7 @@ def mac_table(model: Module, input_shape=None, x=None, density=None):
     total_lccl = float(sum(r["macs_lccl"] for r in rows))
     return dict(rows=rows, total_dense=int(total_dense), total_lccl=total_lccl,
                 speedup=1.0 - total_lccl / total_dense if total_dense else 0.0,
+                train_dense=int(train_macs(total_dense)), train_lccl=train_macs(total_lccl),
                 input_shape=tuple(x.shape[1:]))
 
 
@@ -161,6 +163,9 @@ def format_table(table) -> str:
                  f"{table['total_dense']:,} ({table['total_dense']:.2e}), LCCL "
                  f"{table['total_lccl']:,.0f} ({table['total_lccl']:.2e}), speed-up "
                  f"{100 * table['speedup']:.1f}%")
+    lines.append(f"training (forward + dX + dW) per image: dense {table['train_dense']:,}, "
+                 f"LCCL {table['train_lccl']:,.0f} (the expensive convs at their open cells "
+                 "only: the same speed-up)")
     return "\n".join(lines)
 
 

@@ -1,9 +1,11 @@
 """Modules that hold parameters and gradients, over :mod:`lccl_ref.functional`.
 
 Start at :mod:`.module` (``Module``, ``Parameter``), then :mod:`.layers` and
+:mod:`.gated` (``GatedConv2d``, a conv computed only where a mask is on) and
 :mod:`.lccl` (``LCCLConv2d``, the paper's layer).
 """
 
+from .gated import GatedConv2d
 from .layers import BatchNorm2d, Conv2d, GlobalAvgPool, Linear, ReLU
 from .lccl import CHEAP_KINDS, LCCLConv2d, set_sparse
 from .module import Module, Parameter, Sequential, load_npz, save_npz, teaching_path
@@ -12,6 +14,7 @@ __all__ = [
     "BatchNorm2d",
     "CHEAP_KINDS",
     "Conv2d",
+    "GatedConv2d",
     "GlobalAvgPool",
     "LCCLConv2d",
     "Linear",

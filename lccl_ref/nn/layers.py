@@ -11,7 +11,6 @@ import numpy as np
 
 from .. import functional as F
 from ..checks import (
-    FLOAT_DTYPES,
     MAX_PADDING,
     check_float_array,
     conv_geometry,
@@ -19,30 +18,7 @@ from ..checks import (
     pair,
 )
 from ..functional.batchnorm import batchnorm2d_inference_unchecked
-from .module import Module, Parameter
-
-
-def _rng(rng) -> np.random.Generator:
-    if rng is None:
-        return np.random.default_rng()
-    if isinstance(rng, (int, np.integer)):
-        return np.random.default_rng(int(rng))
-    if isinstance(rng, np.random.Generator):
-        return rng
-    raise TypeError(f"rng must be None, an int seed or a numpy Generator, got {type(rng).__name__}")
-
-
-def _dtype(dtype) -> np.dtype:
-    dt = np.dtype(dtype)
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
-    return dt
-
-
-def _positive_int(name, v):
-    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-        raise ValueError(f"{name} must be a positive int, got {v!r}")
-    return int(v)
+from .module import Module, Parameter, _dtype, _positive_int, _rng
 
 
 class Conv2d(Module):
@@ -70,6 +46,7 @@ class Conv2d(Module):
         self.bias = Parameter(np.zeros(out_channels, dt)) if bias else None
         self._cache = None
         self.last_input_shape = None
+        self.train_macs = {"dense": 0, "executed": 0}  # training passes, see count_macs
 
     #: Eval-mode hook: None (the teaching path), or a callable ``accelerator(conv, x)``
     #: returning ``y`` (or None: "not mine, run the teaching path").
@@ -89,7 +66,20 @@ class Conv2d(Module):
         b = None if self.bias is None else self.bias.data
         y, self._cache = F.conv2d_forward(x, self.weight.data, b, self.stride, self.padding)
         self.last_input_shape = x.shape  # read by lccl_ref.flops to build per-layer tables
+        if self.training:
+            self.count_macs(self.macs_per_pass(y.shape))
         return y
+
+    def macs_per_pass(self, y_shape) -> int:
+        """MACs of one dense pass (the forward, dX or dW) for an output of ``y_shape``."""
+        kh, kw = self.kernel_size
+        return int(np.prod(y_shape)) * self.in_channels * kh * kw
+
+    def count_macs(self, dense, executed=None):
+        """Add a training pass's multiply-accumulates to :attr:`train_macs`: ``dense``
+        (what a plain conv runs) and ``executed`` (what ran; ``dense`` when None)."""
+        self.train_macs["dense"] += int(dense)
+        self.train_macs["executed"] += int(dense if executed is None else executed)
 
     def check_input(self, x):
         """``x`` must be (N, in_channels, H, W) of the module's dtype, with room for the kernel."""
@@ -117,6 +107,7 @@ class Conv2d(Module):
             b = None if self.bias is None else self.bias.data
             _, self._cache = F.conv2d_forward(x, self.weight.data, b, self.stride, self.padding)
         dx, dw, db = F.conv2d_backward(dy, self._cache)
+        self.count_macs(2 * self.macs_per_pass(dy.shape))  # dX and dW
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db
@@ -248,14 +239,22 @@ class Linear(Module):
         self.bias = Parameter(g.uniform(-bound, bound, out_features).astype(dt)) if bias else None
         self._cache = None
         self.last_input_shape = None
+        self.train_macs = {"dense": 0, "executed": 0}  # training passes, as Conv2d's
 
     def forward(self, x):
         b = None if self.bias is None else self.bias.data
         y, self._cache = F.linear_forward(x, self.weight.data, b)
         self.last_input_shape = x.shape
+        if self.training:
+            self._count(y.size * self.in_features)
         return y
 
+    def _count(self, macs):
+        self.train_macs["dense"] += macs
+        self.train_macs["executed"] += macs
+
     def backward(self, dy):
+        self._count(2 * dy.size * self.in_features)  # dX and dW
         dx, dw, db = F.linear_backward(dy, self._cache)
         self.weight.grad += dw
         if self.bias is not None:

@@ -2,9 +2,9 @@
 
 A batch's way through :class:`LCCLConv2d`; start at :meth:`LCCLConv2d.forward`::
 
-    training:  V  = conv_W(x)                       expensive, dense
-               z  = BN(conv_W'(u))                  cheap, u = cheap_input or x
-               V' = g(z)                            the gate, F.gate_forward
+    training:  z  = BN(conv_W'(u))                  cheap, u = cheap_input or x
+               V' = g(z),  mask = z > 0             the gate, F.gate_forward, F.gate_mask
+               V  = conv_W(x) at the open cells     GatedConv2d: forward, dW and dX there only
                O  = V ⊙ V'                          F.product_forward (V' broadcast if T' = 1)
 
     eval:      z  = conv_{W'_f}(u) + b'_f           BN folded in: kernels.cheap_conv2d
@@ -13,10 +13,10 @@ A batch's way through :class:`LCCLConv2d`; start at :meth:`LCCLConv2d.forward`::
                O  = V ⊙ V'                          exactly 0 where the gate is shut
 
 Skipping ``V`` where ``V' = 0`` is exact: the sparse eval path equals the dense one
-(``sparse = False``) to float rounding.  NaN: every ReLU keeps a NaN, and a NaN ``z``
-opens the gate, so both paths put NaN in the same cells; a shut gate gives exactly 0
-on both, whatever ``V`` is there.  In eval mode an ``accelerator`` (None by default;
-:func:`lccl_ref.fast.accelerate` sets one) may compute the layer instead.
+(``sparse = False``), the sparse training step the dense one (``sparse_train = False``),
+gradients included (docs/derivations.md, section 10).  A NaN ``z`` opens the gate, so
+NaN lands in the same cells on every path; a shut gate gives exactly 0.  In eval mode
+an ``accelerator`` (:func:`lccl_ref.fast.accelerate` sets one) may compute the layer.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import numpy as np
 from .. import functional as F
 from ..checks import check_float_array, check_same_dtype
 from ..functional.gate import GATES
-from ..kernels import cheap_conv2d, gated_conv2d
+from ..kernels import cheap_conv2d
+from .gated import GatedConv2d
 from .layers import BatchNorm2d, Conv2d
 from .module import Module
 
@@ -61,11 +62,11 @@ class LCCLConv2d(Module):
 
     Attributes
     ----------
-    conv, cheap_conv : Conv2d;  cheap_bn : BatchNorm2d or None
-    sparse, fold_bn : bool
-        Eval mode, both True by default: V only at the open cells
-        (``kernels.gated_conv2d``; False: densely, the reference); the cheap BN folded
-        into the cheap conv (``F.fold_into_conv``; False: one after the other).
+    conv : GatedConv2d;  cheap_conv : Conv2d;  cheap_bn : BatchNorm2d or None
+    sparse, fold_bn, sparse_train : bool
+        All True by default.  Eval mode: V only at the open cells (False: densely, the
+        reference); the cheap BN folded into the cheap conv (False: one after the
+        other).  Training: V, dW and dX at the open cells only (False: densely).
     accelerator : None or callable
         Eval-mode hook: ``accelerator(layer, x, cheap_input)`` returns
         ``(O, mask, active, macs_expensive)``, or None to leave the call to the
@@ -75,8 +76,7 @@ class LCCLConv2d(Module):
         ``active_cells``, ``macs_expensive`` (executed, as counted by the gated kernel;
         the dense count on the dense path), ``macs_cheap`` (``N*Ho*Wo*T'*C*k'*k'``),
         ``macs_dense`` (``N*Ho*Wo*T*C*k*k``).  Multiply-accumulates, not FLOPs.
-    last_mask : bool ndarray or None
-        The eval mask ``V' > 0``: (N, Ho, Wo) when T' = 1, (N, T, Ho, Wo) when T' = T.
+    last_mask : bool ndarray or None, the eval mask: (N, Ho, Wo) if T' = 1, else (N, T, Ho, Wo)
     last_train_density, last_train_macs, last_gate_mean
         Set by every training forward: ``mean(z > 0)`` on the batch, the expensive
         conv's dense MACs per image, ``mean(V')``.
@@ -104,8 +104,8 @@ class LCCLConv2d(Module):
             raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
         rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
         self.cheap = cheap
-        self.conv = Conv2d(in_channels, out_channels, kernel_size, stride, padding,
-                           rng=rng, dtype=dtype)
+        self.conv = GatedConv2d(in_channels, out_channels, kernel_size, stride, padding,
+                                rng=rng, dtype=dtype)
         (kh, kw), (ph, pw) = self.conv.kernel_size, self.conv.padding
         if cheap.startswith("1x1"):
             if kh % 2 == 0 or kw % 2 == 0 or ph < (kh - 1) // 2 or pw < (kw - 1) // 2:
@@ -128,7 +128,7 @@ class LCCLConv2d(Module):
             self.cheap_bn.weight.data[:], self.cheap_bn.bias.data[:] = _gate_init(gate_init)
         self.last_train_density = self.last_train_macs = self.last_gate_mean = None
         self.density_grad = self.gate_mean_grad = 0.0
-        self.sparse = self.fold_bn = True
+        self.sparse = self.fold_bn = self.sparse_train = True
         self.last_stats = self.last_mask = self.last_input_shape = self._cache = None
 
     @property
@@ -163,11 +163,12 @@ class LCCLConv2d(Module):
         return out
 
     def _forward_train(self, x, u, separate):
-        v = self.conv.forward(x)  # (N, T, Ho, Wo)
-        z = self.cheap_conv.forward(u)  # (N, T', Ho, Wo)
+        z = self.cheap_conv.forward(u)  # (N, T', Ho, Wo), the cheap branch first
         if self.cheap_bn is not None:
             z = self.cheap_bn.forward(z)
         v_cheap, gate_cache = F.gate_forward(z, self.gate)  # V' = g(z)
+        mask = F.gate_mask(z[:, 0] if self.shared_mask else z) if self.sparse_train else None
+        v = self.conv.forward(x, mask)  # (N, T, Ho, Wo), 0 where the gate is shut
         self.last_train_density, density_cache = F.density_forward(z)  # d = mean(z > 0)
         self.last_gate_mean = float(v_cheap.mean()) if v_cheap.size else 0.0
         t, c, kh, kw = self.conv.weight.data.shape
@@ -182,7 +183,7 @@ class LCCLConv2d(Module):
         conv = self.conv
         v_cheap, mask, active = self.cheap_eval(x if cheap_input is None else cheap_input)
         if self.sparse:  # V at the open cells only, 0 elsewhere; the kernel counts its MACs
-            v, macs = gated_conv2d(x, conv.weight.data, mask, None, conv.stride, conv.padding)
+            v, macs = conv.forward(x, mask), conv.last_macs
         else:  # the reference: V everywhere
             v, _ = F.conv2d_forward(x, conv.weight.data, None, conv.stride, conv.padding)
             t, c, kh, kw = conv.weight.data.shape

@@ -17,7 +17,7 @@ from .checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from .evaluate import evaluate
+from .evaluate import evaluate, take_train_macs
 from .loop import History, fit
 from .optim import SGD, decays
 from .recipes import RECIPES, recipe_for
@@ -40,5 +40,6 @@ __all__ = [
     "model_from_checkpoint",
     "recipe_for",
     "restore_rng",
+    "take_train_macs",
     "save_checkpoint",
 ]

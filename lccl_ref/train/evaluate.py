@@ -1,9 +1,11 @@
-"""Evaluation in eval mode: loss, accuracy, each LCCL layer's density, MACs per image.
+"""Evaluation in eval mode: loss, accuracy, each LCCL layer's density, MACs per image;
+and the MACs that training executed.
 
 :func:`evaluate` runs the test set through the model batch by batch (the sparse
 path: LCCL layers skip the expensive convolution where the gate is shut) and sums
 what each layer recorded (``LCCLConv2d.last_stats``) into the densities and the
-paper's speed-up ratio ``1 - executed MACs / dense MACs``.
+paper's speed-up ratio ``1 - executed MACs / dense MACs``.  :func:`take_train_macs`
+sums the training passes' MACs the layers counted (``Conv2d.train_macs``).
 """
 
 from __future__ import annotations
@@ -96,3 +98,23 @@ def evaluate(model: Module, x: np.ndarray, y: np.ndarray, batch_size: int = 256)
                  "lccl_expensive": per_image["lccl_expensive"],
                  "speedup": 1.0 - executed / dense if dense else 0.0},
     }
+
+
+def take_train_macs(model: Module) -> dict:
+    """The MACs of the training passes (forward, dX, dW) since the last call, and reset.
+
+    ``{"dense": ..., "executed": ...}``: ``executed`` is what ran, as the layers and
+    kernels counted it (every conv and linear layer, the LCCL cheap branches, the
+    expensive convs at their open cells); ``dense`` is what the plain network --
+    every LCCL replaced by its expensive conv alone, computed everywhere -- would run
+    on the same batches.  BN, ReLU, the gate and the product are not counted.
+    """
+    lccl = lccl_layers(model)
+    cheap = {id(layer.cheap_conv) for _, layer in lccl}
+    total = {"dense": 0, "executed": 0}
+    for m in model.modules():
+        if isinstance(m, (Conv2d, Linear)):
+            total["executed"] += m.train_macs["executed"]
+            total["dense"] += 0 if id(m) in cheap else m.train_macs["dense"]
+            m.train_macs = {"dense": 0, "executed": 0}
+    return total

@@ -30,7 +30,7 @@ from ..models import lccl_layers
 from ..nn import Module
 from .budget import LOW_DENSITY
 from .checkpoint import load_checkpoint, restore_rng, save_checkpoint, write_atomic
-from .evaluate import evaluate
+from .evaluate import evaluate, take_train_macs
 from .optim import SGD
 from .schedules import SCHEDULES, learning_rate
 
@@ -53,8 +53,10 @@ class History:
     (training only), ``lccl_density`` ({layer: mean density over the test set}),
     ``macs`` (per test image; see :func:`evaluate`), ``low_density`` ({layer: test
     density} of the layers below :data:`LOW_DENSITY`), ``train_density`` ({layer:
-    mean density over the epoch's batches, train mode}) and ``budget_loss`` (the
-    LCCL density budgets' mean penalty, not part of ``train_loss``).
+    mean density over the epoch's batches, train mode}), ``budget_loss`` (the
+    LCCL density budgets' mean penalty, not part of ``train_loss``) and ``train_macs``
+    (per training image, forward and backward: ``{"dense", "executed"}``, see
+    :func:`~lccl_ref.train.evaluate.take_train_macs`).
     """
 
     config: dict = field(default_factory=dict)
@@ -181,6 +183,7 @@ def fit(model: Module, dataset, epochs: int, batch_size: int = 128, lr: float = 
         t0 = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
         budget_sum, train_density = 0.0, {name: 0.0 for name, _ in lccl}
+        take_train_macs(model)  # from zero: this epoch's training passes
         lr0 = learning_rate(schedule, lr, epoch, epochs, milestones)
         for i in range(iters):
             idx = perm[i * batch_size:(i + 1) * batch_size]
@@ -206,6 +209,7 @@ def fit(model: Module, dataset, epochs: int, batch_size: int = 128, lr: float = 
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
                                 refresh=False)
         train_time = time.perf_counter() - t0
+        train_macs = take_train_macs(model)  # per epoch, before evaluate's forwards
         ev = evaluate(model, dataset.x_test, dataset.y_test, eval_batch_size)
         record = {
             "epoch": epoch + 1, "lr": lr0,
@@ -216,6 +220,7 @@ def fit(model: Module, dataset, epochs: int, batch_size: int = 128, lr: float = 
             "low_density": {k: v for k, v in ev["lccl"].items() if v < LOW_DENSITY},
             "budget_loss": budget_sum / seen,
             "train_density": {k: v / seen for k, v in train_density.items()},
+            "train_macs": {k: v / seen for k, v in train_macs.items()},
         }
         history.epochs.append(record)
         if bar is not None:
