@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from lcclhelp import randomise_bn
 
 from lccl_ref import functional as F
-from lccl_ref.kernels import cheap_conv2d, gated_conv2d
+from lccl_ref.kernels import cheap_conv2d, choose_method, gated_conv2d
 from lccl_ref.models import build_model, lccl_layers, set_sparse
 from lccl_ref.nn import CHEAP_KINDS, Conv2d, LCCLConv2d
 
@@ -61,10 +61,11 @@ def test_gated_every_method_every_mask_on_odd_geometry(geom, dtype):
                 assert np.all(y[~np.broadcast_to(mask[:, None], y.shape)] == 0)
                 assert macs == int(mask.sum()) * t * c * kh * kw, (method, mname)
     pc = rng.random((n, t, ho, wo)) < 0.5  # per-channel masks on the same geometry
-    for method in ("direct", "tiled", "auto"):
+    for method in ("direct", "tiled", "auto", "dense"):
         y, macs = gated_conv2d(x, w, pc, b, stride, padding, method)
         close(y, np.where(pc, ref, 0), dtype, method)
-        assert macs == int(pc.sum()) * c * kh * kw
+        computed = pc.size if choose_method(pc, method) == "dense" else int(pc.sum())
+        assert macs == computed * c * kh * kw, method
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -187,8 +188,9 @@ def test_every_eval_switch_agrees_with_the_reference(kind, geom, dtype):
                 st_ = layer.last_stats
                 seen.append(st_["density"])
                 per_cell = layer.conv.weight.data[0].size  # C*kh*kw
+                computed = sparse and st_["method"] != "dense"  # kernels.choose_method
                 assert st_["macs_expensive"] == (
-                    st_["active_cells"] * per_cell if sparse else st_["macs_dense"]), what
+                    st_["active_cells"] * per_cell if computed else st_["macs_dense"]), what
     np.testing.assert_array_equal(x, x_before)
     assert 0 < seen[0] < 1  # the test exercises a partial mask
     if dtype == np.float64:  # the mask is the same on every path (no near-zero V' here)

@@ -307,6 +307,13 @@ def test_gate_mask_and_product_reject():
         F.product_backward(rnd(2, 3, 4, 4, dtype=f32), cache)
 
 
+def test_gate_init_is_checked():
+    assert F.check_gate_init([0.5, 1]) == (0.5, 1.0)
+    for bad in ((1.0,), (1.0, np.nan), "1,1", (True, 1.0), None):
+        with pytest.raises(ValueError, match="gate_init must be a pair"):
+            F.check_gate_init(bad)
+
+
 def test_every_public_function_is_covered():
     # a new public function must come with its bad-input tests here
     covered = {
@@ -315,7 +322,7 @@ def test_every_public_function_is_covered():
         "conv2d_backward", "conv2d_forward", "conv2d_naive", "fold_into_conv",
         "global_avg_pool_backward", "global_avg_pool_forward", "im2col", "im2col_naive",
         "linear_backward", "linear_forward", "relu_backward", "relu_forward",
-        "softmax_cross_entropy", "GATES", "gate_forward", "gate_backward", "density_forward",
-        "density_backward", "gate_mask", "product_forward", "product_backward",
+        "softmax_cross_entropy", "GATES", "check_gate_init", "gate_forward", "gate_backward",
+        "density_forward", "density_backward", "gate_mask", "product_forward", "product_backward",
     }
     assert set(F.__all__) == covered

@@ -111,7 +111,9 @@ def test_closed_form_equals_counted_macs_of_gated_conv(kind, n, c, t, hw, stride
     ho = (hw + 2 - k) // stride + 1
     mask_shape = (n, ho, ho) if t_cheap == 1 else (n, t, ho, ho)
     mask = g.random(mask_shape) < p
-    _, counted = gated_conv2d(x, w, mask, None, stride, 1)
+    # the kernels that compute the open cells only ("auto" may run a per-channel mask
+    # densely, kernels.choose_method; then it counts the dense MACs)
+    _, counted = gated_conv2d(x, w, mask, None, stride, 1, "tiled" if mask.ndim == 4 else "auto")
     cells = mask.size if t_cheap == t else mask.size * t  # output cells of V
     active = np.count_nonzero(mask) * (1 if t_cheap == t else t)
     r = active / cells  # measured density
@@ -125,10 +127,11 @@ def test_closed_form_equals_counted_macs_of_gated_conv(kind, n, c, t, hw, stride
 def test_closed_form_equals_lccl_layer_counters(kind):
     g = np.random.default_rng(1)
     layer = LCCLConv2d(8, 16, 3, 1, 1, cheap=kind, rng=2).eval()
-    layer.cheap_bn.bias.data[:] = 0.1  # a density strictly between 0 and 1
+    # a density strictly between 0 and 1, below kernels.TILED_BELOW for a per-channel mask
+    layer.cheap_bn.bias.data[:] = 0.1 if layer.shared_mask else -1.5
     layer.forward(g.standard_normal((3, 8, 10, 10)).astype(np.float32))
     s = layer.last_stats
-    assert 0 < s["density"] < 1
+    assert 0 < s["density"] < 1 and s["method"] in ("gather", "tiled")
     closed = 3 * flops.lccl_kind_macs(kind, 10, 10, 8, 16, 3, s["density"])
     assert round(closed) == s["macs_cheap"] + s["macs_expensive"]
     assert s["macs_dense"] == 3 * flops.conv_macs(10, 10, 8, 16, 3)
@@ -188,9 +191,11 @@ def test_table_takes_per_layer_densities_and_checks_them():
 def test_table_with_measured_densities_equals_counted_macs():
     """x given, density None: the per-image LCCL total times N is what the layers counted."""
     model = build_model("mnist-resnet", lccl="1x1xCxT", rng=0)
+    layers = [m for m in model.modules() if isinstance(m, LCCLConv2d)]
+    for m in layers:  # the kernel that computes the open cells only, at any density
+        m.conv.method = "tiled"
     x = np.random.default_rng(0).standard_normal((3, 1, 28, 28)).astype(np.float32)
     table = flops.mac_table(model, x=x)
-    layers = [m for m in model.modules() if isinstance(m, LCCLConv2d)]
     counted = sum(m.last_stats["macs_cheap"] + m.last_stats["macs_expensive"] for m in layers)
     plain = sum(row["macs_dense"] for row in table["rows"] if row["kind"] in ("conv", "linear"))
     assert 0 < np.mean([m.last_stats["density"] for m in layers]) < 1

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from lccl_ref.functional import conv2d_forward
 from lccl_ref.kernels import gated as gated_mod
-from lccl_ref.kernels import gated_conv2d
+from lccl_ref.kernels import choose_method, gated_conv2d
 from lccl_ref.kernels import gather as gather_mod
 
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
@@ -22,9 +22,13 @@ def _dense_masked(x, w, b, mask, stride, padding):
     return y * m
 
 
-def _expected_macs(mask, w):
+def _expected_macs(mask, w, method="direct"):
+    """The cells the method computes: the open ones, or all of them where ``"auto"``
+    runs a per-channel mask densely (``kernels.choose_method``)."""
     t, c, kh, kw = w.shape
     per_cell = c * kh * kw
+    if choose_method(mask, method) == "dense":
+        return mask.size * per_cell * (t if mask.ndim == 3 else 1)
     return int(mask.sum()) * per_cell * (t if mask.ndim == 3 else 1)
 
 
@@ -38,7 +42,7 @@ def _check(x, w, b, mask, stride, padding, dtype):
         np.testing.assert_allclose(y, ref, **TOL[dtype])
         off = ~np.broadcast_to(mask[:, None] if mask.ndim == 3 else mask, y.shape)
         assert np.all(y[off] == 0)  # exactly zero, bias included
-        assert isinstance(macs, int) and macs == _expected_macs(mask, w)
+        assert isinstance(macs, int) and macs == _expected_macs(mask, w, method)
         results[method] = y
     for method in methods[1:]:
         np.testing.assert_allclose(results[method], results["direct"], **TOL[dtype])
@@ -137,19 +141,22 @@ def test_explicit_methods_agree_and_gather_refuses_per_channel():
     w = rng.standard_normal((4, 3, 3, 3))
     shared = rng.random((1, 4, 4)) < 0.5
     per_ch = rng.random((1, 4, 4, 4)) < 0.5
-    for mask, methods in [(shared, ("gather", "tiled", "auto")), (per_ch, ("tiled", "auto"))]:
+    for mask, methods in [(shared, ("gather", "tiled", "auto", "dense")),
+                          (per_ch, ("tiled", "auto", "dense"))]:
         y_ref, m_ref = gated_conv2d(x, w, mask, method="direct")
         for method in methods:
             y, m = gated_conv2d(x, w, mask, method=method)
             np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
-            assert m == m_ref
+            assert m == (m_ref if choose_method(mask, method) != "dense" else
+                         mask.size * 27 * (4 if mask.ndim == 3 else 1))
     with pytest.raises(ValueError, match="shared mask"):
         gated_conv2d(x, w, per_ch, method="gather")
     with pytest.raises(ValueError, match="method"):
         gated_conv2d(x, w, shared, method="fast")
 
 
-def test_auto_takes_gather_for_a_shared_mask_and_tiled_per_channel(monkeypatch):
+def test_auto_takes_gather_for_a_shared_mask_and_tiled_per_channel_below_the_threshold(
+        monkeypatch):
     calls = []
 
     def fake(name):
@@ -163,8 +170,13 @@ def test_auto_takes_gather_for_a_shared_mask_and_tiled_per_channel(monkeypatch):
     x = np.zeros((1, 4, 6, 6), np.float32)
     w = np.zeros((2, 4, 3, 3), np.float32)
     gated_conv2d(x, w, np.ones((1, 4, 4), bool))  # shared: the GEMM of gather, untimed
-    gated_conv2d(x, w, np.ones((1, 2, 4, 4), bool))  # per-channel: tiled
+    few = np.zeros((1, 2, 4, 4), bool)
+    few[0, 1, 2, 3] = True  # density 1/32 < TILED_BELOW
+    gated_conv2d(x, w, few)  # per-channel, few cells open: tiled
+    gated_conv2d(x, w, np.ones((1, 2, 4, 4), bool))  # many open: the dense conv, masked
     assert calls == ["gather", "tiled"]
+    assert choose_method(few) == "tiled" and choose_method(~few) == "dense"
+    assert gated_mod.TILED_BELOW == 0.2
 
 
 @pytest.mark.parametrize(
@@ -215,7 +227,7 @@ def test_scale_is_fused_product(case):
         np.testing.assert_allclose(y, ref, **TOL[dtype])
         off = ~np.broadcast_to(mask[:, None] if mask.ndim == 3 else mask, y.shape)
         assert np.all(y[off] == 0)
-        assert macs == _expected_macs(mask, w)  # the products by s are not conv MACs
+        assert macs == _expected_macs(mask, w, method)  # products by s are not conv MACs
 
 
 def test_scale_through_gather_pieces_and_scatter(monkeypatch):

@@ -237,7 +237,10 @@ def test_tiny_resnet_sparse_eval_equals_dense_eval(kind):
     stats = [m.last_stats for _, m in lccl_layers(model)]
     assert [s["density"] for s in stats] == dense_density
     assert all(0 < s["density"] < 1 for s in stats)
-    assert sum(s["macs_expensive"] for s in stats) < sum(s["macs_dense"] for s in stats)
+    # fewer MACs, except where a per-channel mask was dense enough to run densely
+    computed = [s for s in stats if s["method"] != "dense"]
+    assert computed or kind == "1x1xCxT"
+    assert all(s["macs_expensive"] < s["macs_dense"] for s in computed)
 
 
 def test_state_dict_round_trip(tmp_path):

@@ -2,8 +2,9 @@
 
 :func:`gated_conv2d` takes the arguments of :func:`lccl_ref.kernels.gated_conv2d` and
 adds ``method="vector"`` for shared masks (:mod:`.vector`: all T outputs of a few
-active positions at once, no im2col, no GEMM).  ``"auto"`` takes ``"tiled"`` for a
-per-channel mask; for a shared one the faster of ``"vector"`` and ``"gather"`` for
+active positions at once, no im2col, no GEMM).  ``"auto"`` takes the teaching choice
+for a per-channel mask (``kernels.choose_method``: tiled when few cells are open, else
+the dense conv and the mask); for a shared one the faster of ``"vector"`` and ``"gather"`` for
 the call's shape, timed at its first call (:mod:`.tune`, question ``"shared"``): the
 vector kernel wins at small channel counts, the BLAS GEMM of ``"gather"`` where
 reading the weights dominates (docs/kernel-notes.md, "vector").  The other methods
@@ -18,7 +19,7 @@ from ..kernels import gated as teaching
 from .tune import fastest
 from .vector import vector_conv
 
-FAST_METHODS = ("auto", "direct", "gather", "tiled", "vector")
+FAST_METHODS = ("auto", "direct", "gather", "tiled", "dense", "vector")
 
 
 def gated_conv2d(x, w, mask, b=None, stride=1, padding=0, method="auto", *, scale=None):

@@ -4,7 +4,9 @@ For a cheap branch with ``T`` output channels the teaching path's cheap conv add
 after tap one output channel at a time; :func:`cheap_gemm` makes it one GEMM per
 image over all taps and channels, then a shift-add per tap (the input read once, in
 place: no padded copy).  :func:`per_channel_eval` then gates it and runs the
-teaching path's tiled kernel with the product ``V * V'`` in its output write.
+teaching path's tiled kernel with the product ``V * V'`` in its output write -- or,
+where ``kernels.choose_method`` finds too many cells open for it to pay, the fast
+dense conv and the mask.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import numpy as np
 
 from .. import functional as F
 from ..checks import conv_output_size, effective_stride
-from ..kernels.gated import gated_conv2d_unchecked
+from ..kernels.gated import choose_method, gated_conv2d_unchecked
+from .dense import conv2d_inference_unchecked
 
 
 def per_channel_eval(layer, x, u):
@@ -23,9 +26,15 @@ def per_channel_eval(layer, x, u):
     z = cheap_gemm(x if u is None else u, *layer.folded_cheap(), cconv.stride, cconv.padding)
     v_cheap, _ = F.gate_forward(z, layer.gate)  # V' = g(z), (N, T, Ho, Wo)
     mask = F.gate_mask(z)
+    active = int(np.count_nonzero(mask))
+    if choose_method(mask) == "dense":  # too many cells open for the tiled kernel to pay
+        v = conv2d_inference_unchecked(x, conv.weight.data, None, conv.stride, conv.padding,
+                                       "auto", None)
+        out, _ = F.product_forward(v, v_cheap, mask)
+        return out, mask, active, v.size * conv.weight.data[0].size
     out, macs = gated_conv2d_unchecked(x, conv.weight.data, mask, None, conv.stride,
                                        conv.padding, "tiled", v_cheap)
-    return out, mask, int(np.count_nonzero(mask)), macs
+    return out, mask, active, macs
 
 
 def cheap_gemm(u, w, b, stride, padding):

@@ -176,14 +176,15 @@ def counted_vs_table(model: Module, x: np.ndarray):
     ``last_stats["macs_expensive"]``, the MACs the gated kernel counted while it
     ran; ``table`` is what the recorded mask ``last_mask`` implies:
     ``active positions * T*C*k*k`` for a shared mask ``(N, Ho, Wo)``,
-    ``active cells * C*k*k`` for a per-channel one ``(N, T, Ho, Wo)``.
+    ``active cells * C*k*k`` for a per-channel one ``(N, T, Ho, Wo)`` -- or all cells,
+    where ``kernels.choose_method`` ran the dense conv (``method == "dense"``).
     Likewise the cheap branch: ``last_stats["macs_cheap"]`` against
     ``N*Ho*Wo*T'*C*k'*k'``.
 
     Returns
     -------
     list of dict
-        ``name, shared, density, counted, table, cheap_counted, cheap_table``
+        ``name, shared, density, method, counted, table, cheap_counted, cheap_table``
         for each LCCL layer (whole batch, not per image).
     """
     if not isinstance(x, np.ndarray) or x.ndim != 4:
@@ -206,10 +207,13 @@ def counted_vs_table(model: Module, x: np.ndarray):
         tc, cc, khc, kwc = m.cheap_conv.weight.data.shape
         mask = m.last_mask
         shared = mask.ndim == 3
+        n, ho, wo = mask.shape[0], mask.shape[-2], mask.shape[-1]
         active = int(np.count_nonzero(mask))
         table = active * (t * c * kh * kw if shared else c * kh * kw)
-        n, ho, wo = mask.shape[0], mask.shape[-2], mask.shape[-1]
+        if m.last_stats["method"] == "dense":  # a per-channel mask run densely on purpose
+            table = n * ho * wo * t * c * kh * kw
         out.append(dict(name=name, shared=shared, density=float(m.last_stats["density"]),
+                        method=m.last_stats["method"],
                         counted=int(m.last_stats["macs_expensive"]), table=int(table),
                         cheap_counted=int(m.last_stats["macs_cheap"]),
                         cheap_table=n * ho * wo * tc * cc * khc * kwc))

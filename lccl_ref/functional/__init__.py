@@ -15,6 +15,7 @@ from .batchnorm import (
 from .conv import conv2d_backward, conv2d_forward, conv2d_naive
 from .gate import (
     GATES,
+    check_gate_init,
     density_backward,
     density_forward,
     gate_backward,
@@ -31,6 +32,7 @@ __all__ = [
     "GATES",
     "density_backward",
     "density_forward",
+    "check_gate_init",
     "gate_backward",
     "gate_forward",
     "gate_mask",

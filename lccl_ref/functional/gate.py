@@ -29,6 +29,15 @@ def _check_gate(kind):
         raise ValueError(f"gate must be one of {GATES}, got {kind!r}")
 
 
+def check_gate_init(pair):
+    """``(gamma, beta)``, the cheap BN's initial scale and shift, checked: two finite numbers."""
+    if (not isinstance(pair, (tuple, list)) or len(pair) != 2
+            or not all(isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
+                       and np.isfinite(v) for v in pair)):
+        raise ValueError(f"gate_init must be a pair (gamma, beta) of finite numbers, got {pair!r}")
+    return float(pair[0]), float(pair[1])
+
+
 def gate_forward(z, kind="relu"):
     """The gate ``V' = g(z)``.
 

@@ -10,7 +10,10 @@ its arguments and picks a kernel by the mask's kind (``method=``):
                im2col rows, one BLAS GEMM per piece, scattered back (SBNet, DynConv).
 ``"tiled"``    both kinds, :mod:`.tiled`: packed rows per tile, eight cells per weight
                load; the only one that saves time on per-channel masks.
-``"auto"``     ``"gather"`` for a shared mask, ``"tiled"`` for a per-channel one.
+``"dense"``    both kinds: the dense conv (im2col + GEMM), then the mask; counts the
+               dense MACs.  What a per-channel mask costs when too many cells are open.
+``"auto"``     ``"gather"`` for a shared mask; for a per-channel one ``"tiled"`` below
+               the density :data:`TILED_BELOW`, else ``"dense"`` (:func:`choose_method`).
 
 ``scale=`` (optional, shaped like the mask) multiplies each computed value as it is
 written, so that a caller can have the product ``V * V'`` in the same pass.  Every
@@ -26,13 +29,31 @@ import numba
 import numpy as np
 
 from ..checks import check_conv_args, conv_output_size, effective_stride
-from ..functional.conv import weight_matrix
+from ..functional.conv import conv2d_forward, weight_matrix
 from ..functional.im2col import pad_nhwc
 from .direct import direct
 from .gather import gather_shared
 from .tiled import tiled
 
-METHODS = ("auto", "direct", "gather", "tiled")
+METHODS = ("auto", "direct", "gather", "tiled", "dense")
+
+#: Per-channel masks: the tiled kernel below this density, the dense conv and the mask
+#: at or above it.  The tiled kernel runs a MAC at a third to a quarter of a GEMM's
+#: speed; it broke even with the dense im2col conv at r = 0.15-0.45 on ResNet-20 and
+#: mnist-resnet layer shapes (the larger C, the later), and took 0.3-0.8 of its time at
+#: r = 0.1 (one thread, docs/kernel-notes.md).  So that a layer is never much slower
+#: than its plain conv, "auto" falls back below the smallest break-even measured.
+TILED_BELOW = 0.2
+
+
+def choose_method(mask, method="auto") -> str:
+    """The kernel ``"auto"`` runs for ``mask``: ``"gather"`` (shared), ``"tiled"`` or
+    ``"dense"`` (per-channel, by its density against :data:`TILED_BELOW`)."""
+    if method != "auto":
+        return method
+    if mask.ndim == 3:
+        return "gather"
+    return "tiled" if mask.size == 0 or mask.mean() < TILED_BELOW else "dense"
 
 #: Bytes of padded input the tiled kernel takes per call (a few images; stays in L2).
 GROUP_BYTES = 1 << 18
@@ -81,7 +102,7 @@ def gated_conv2d(x, w, mask, b=None, stride=1, padding=0, method="auto", *, scal
     mask : ndarray of bool, (N, Ho, Wo) shared by all T channels, or (N, T, Ho, Wo)
     b : ndarray, (T,), or None; added only at active cells
     stride, padding : int or (int, int)
-    method : {"auto", "direct", "gather", "tiled"}
+    method : {"auto", "direct", "gather", "tiled", "dense"}
         See the module header; all give the same ``y`` (to rounding) and ``macs``.
         ``"gather"`` needs a shared mask.
     scale : ndarray or None, keyword only
@@ -127,8 +148,7 @@ def gated_conv2d_unchecked(x, w, mask, b, stride, padding, method="auto", scale=
     stride = effective_stride(h, wd, stride, padding)
     ho, wo = conv_output_size(h, wd, kh, kw, stride, padding)
     per_channel = mask.ndim == 4
-    if method == "auto":
-        method = "tiled" if per_channel else "gather"
+    method = choose_method(mask, method)
     dtype = x.dtype
     scaled = scale is not None
     scale = np.ascontiguousarray(scale) if scaled else np.ones((1,) * mask.ndim, dtype=dtype)
@@ -139,10 +159,16 @@ def gated_conv2d_unchecked(x, w, mask, b, stride, padding, method="auto", scale=
         macs = gather_shared(x, weight_matrix(w), bias, mask, kh, kw, stride, padding, y,
                              scale if scaled else None)
         return y, int(macs)
-    y = np.zeros((n, t, ho, wo), dtype=dtype)
-    wt = np.ascontiguousarray(w.transpose(0, 2, 3, 1))  # (T, kh, kw, C)
     mask4 = mask if per_channel else mask[:, None]  # (N, T or 1, Ho, Wo)
     scale4 = scale if per_channel else scale[:, None]  # like mask4 (or (1, 1, 1, 1))
+    if method == "dense":  # every cell computed (and counted), then the mask applied
+        y, _ = conv2d_forward(x, w, b, stride, padding)
+        if scaled:
+            y *= scale4
+        np.copyto(y, 0, where=~mask4)  # exactly 0 where shut, whatever y was there
+        return y, n * ho * wo * t * w[0].size
+    y = np.zeros((n, t, ho, wo), dtype=dtype)
+    wt = np.ascontiguousarray(w.transpose(0, 2, 3, 1))  # (T, kh, kw, C)
     if method == "direct":
         macs = direct(pad_nhwc(x, padding), wt, bias, mask4, scale4, scaled, stride[0],
                       stride[1], dtype.type(0), y)

@@ -19,12 +19,16 @@ class GatedConv2d(Conv2d):
     """``Conv2d`` with ``forward(x, mask)``: the output only where ``mask`` is true.
 
     ``mask`` is bool (N, Ho, Wo) (shared by the T output channels) or (N, T, Ho, Wo).
-    ``last_macs`` holds the MACs the kernels executed in the last call (eval) and
+    ``last_macs`` and ``last_method`` hold the MACs the kernels executed in the last
+    eval call and the kernel that ran (:func:`lccl_ref.kernels.choose_method`), and
     :attr:`train_macs` accumulates training passes, as for ``Conv2d``, ``executed``
     counted by the kernels against the ``dense`` conv's.
     """
 
-    last_macs = None
+    #: Eval kernel (``kernels.METHODS``): "auto" lets ``kernels.choose_method`` pick by the
+    #: mask's kind and density; "tiled" forces the per-cell kernel on a per-channel mask.
+    method = "auto"
+    last_macs = last_method = None
     _gated = None  # the training cache of a masked forward, for backward
 
     def forward(self, x, mask=None):
@@ -40,8 +44,9 @@ class GatedConv2d(Conv2d):
         self.last_input_shape = x.shape
         if not self.training:  # eval: the teaching kernels, MACs counted as they run
             self.check_input(x)
+            self.last_method = kernels.choose_method(mask, self.method)  # kind and density
             y, self.last_macs = kernels.gated_conv2d(x, w, mask, None, self.stride,
-                                                     self.padding)
+                                                     self.padding, self.last_method)
             self._cache = ("eval input", x)
             return y
         y, cache = kernels.gated_conv2d_forward(x, w, mask, self.stride, self.padding)

@@ -75,7 +75,7 @@ class LCCLConv2d(Module):
         Set by every eval forward: ``density`` (active cells of V over ``N*T*Ho*Wo``),
         ``active_cells``, ``macs_expensive`` (executed, as counted by the gated kernel;
         the dense count on the dense path), ``macs_cheap`` (``N*Ho*Wo*T'*C*k'*k'``),
-        ``macs_dense`` (``N*Ho*Wo*T*C*k*k``).  Multiply-accumulates, not FLOPs.
+        ``macs_dense`` (``N*Ho*Wo*T*C*k*k``), ``method`` (which kernel computed V).
     last_mask : bool ndarray or None, the eval mask: (N, Ho, Wo) if T' = 1, else (N, T, Ho, Wo)
     last_train_density, last_train_macs, last_gate_mean
         Set by every training forward: ``mean(z > 0)`` on the batch, the expensive
@@ -125,7 +125,7 @@ class LCCLConv2d(Module):
             if not cheap_bn:
                 raise ValueError("gate_init sets the cheap BN's scale and shift; this layer "
                                  "has no cheap BN (cheap_bn=False)")
-            self.cheap_bn.weight.data[:], self.cheap_bn.bias.data[:] = _gate_init(gate_init)
+            self.cheap_bn.weight.data[:], self.cheap_bn.bias.data[:] = F.check_gate_init(gate_init)
         self.last_train_density = self.last_train_macs = self.last_gate_mean = None
         self.density_grad = self.gate_mean_grad = 0.0
         self.sparse = self.fold_bn = self.sparse_train = True
@@ -159,7 +159,8 @@ class LCCLConv2d(Module):
         self.conv.check_input(x)  # dtype and size, as an eval-mode Conv2d checks them
         result = None if self.accelerator is None else self.accelerator(self, x, cheap_input)
         out, mask, active, macs_expensive = result or self._forward_eval(x, cheap_input)
-        self.record_eval(x.shape, mask, active, macs_expensive)
+        method = "accelerator" if result else self.conv.last_method if self.sparse else "dense"
+        self.record_eval(x.shape, mask, active, macs_expensive, method)
         return out
 
     def _forward_train(self, x, u, separate):
@@ -229,9 +230,10 @@ class LCCLConv2d(Module):
         mask = F.gate_mask(z[:, 0] if self.shared_mask else z)  # V' > 0
         return v_cheap, mask, int(np.count_nonzero(mask))
 
-    def record_eval(self, x_shape, mask, active, macs_expensive):
+    def record_eval(self, x_shape, mask, active, macs_expensive, method=None):
         """After an eval forward (the teaching path's or an accelerator's): ``last_stats``,
-        ``last_mask``, the convs' input shapes; ``active``: the true cells of ``mask``."""
+        ``last_mask``, the convs' input shapes; ``active``: the true cells of ``mask``;
+        ``method``: the kernel that computed V (``kernels.choose_method``)."""
         n, ho, wo = x_shape[0], mask.shape[-2], mask.shape[-1]
         t, c, kh, kw = self.conv.weight.data.shape
         t_c, c_c, kh_c, kw_c = self.cheap_conv.weight.data.shape
@@ -241,7 +243,7 @@ class LCCLConv2d(Module):
         self.last_stats = dict(  # N = 0: nothing active, density 0
             density=active_cells / (n * t * ho * wo) if n else 0.0, active_cells=active_cells,
             macs_expensive=int(macs_expensive), macs_cheap=n * ho * wo * t_c * c_c * kh_c * kw_c,
-            macs_dense=n * ho * wo * t * c * kh * kw)
+            macs_dense=n * ho * wo * t * c * kh * kw, method=method)
         self._cache = None
 
     def backward(self, dy):
@@ -274,15 +276,6 @@ class LCCLConv2d(Module):
         c = self.conv
         return (f"{c.in_channels}, {c.out_channels}, kernel_size={c.kernel_size}, stride="
                 f"{c.stride}, padding={c.padding}, cheap={self.cheap!r}, sparse={self.sparse}")
-
-
-def _gate_init(pair):
-    """``(gamma, beta)`` of the cheap BN at initialisation, checked."""
-    if (not isinstance(pair, (tuple, list)) or len(pair) != 2
-            or not all(isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
-                       and np.isfinite(v) for v in pair)):
-        raise ValueError(f"gate_init must be a pair (gamma, beta) of finite numbers, got {pair!r}")
-    return float(pair[0]), float(pair[1])
 
 
 def set_sparse(model: Module, flag: bool) -> Module:

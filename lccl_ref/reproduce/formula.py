@@ -49,7 +49,14 @@ def formula_table(models: dict, x: np.ndarray) -> dict:
     rows, shape = [], None
     for kind, model in models.items():
         model.eval()
-        model.forward(np.asarray(x, model.dtype))
+        layers = [m for _, m in lccl_layers(model)]
+        for m in layers:  # the kernels that compute the open cells only, as the formula does
+            m.conv.method = "tiled" if not m.shared_mask else "auto"
+        try:
+            model.forward(np.asarray(x, model.dtype))
+        finally:
+            for m in layers:
+                m.conv.method = "auto"
         lay = dict(lccl_layers(model))[name]
         st = lay.last_stats
         ho, wo = lay.last_mask.shape[-2:]

@@ -228,7 +228,10 @@ def test_auto_times_vector_and_gather_once_per_shape_and_takes_tiled_per_channel
     assert choice["method"] == "gather" and choice["ms"]["vector"] > choice["ms"]["gather"]
     calls.clear()
     gated_conv2d(x, w, np.zeros((1, 4, 4), bool))  # same shape: no timing again
-    gated_conv2d(x, w, np.ones((1, 2, 4, 4), bool))  # per-channel: tiled, untimed
+    sparse = np.zeros((1, 2, 4, 4), bool)
+    sparse[0, 0, 0, 0] = True  # density 1/32, below kernels.TILED_BELOW
+    gated_conv2d(x, w, sparse)  # per-channel: tiled, untimed
+    gated_conv2d(x, w, np.ones((1, 2, 4, 4), bool))  # dense then masked: no gated kernel
     assert calls == ["gather", "tiled"]
     monkeypatch.setattr(teaching, "gather_shared", fake("gather", 0.003))
     monkeypatch.setattr(fast_gated, "vector_conv", fake("vector", 0.0))
