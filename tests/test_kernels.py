@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lccl_ref.functional import conv2d_forward
-from lccl_ref.kernels import gated as gated_mod
 from lccl_ref.kernels import choose_method, gated_conv2d
+from lccl_ref.kernels import gated as gated_mod
 from lccl_ref.kernels import gather as gather_mod
 
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
