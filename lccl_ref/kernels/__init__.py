@@ -10,9 +10,9 @@ variants of both, tested against these.  In training, ``gated_conv2d_forward`` /
 forward, ``dW`` and ``dX`` over the active cells only, exactly.
 """
 
-from .cheap import cheap_conv2d
+from .cheap import cheap_conv2d, cheap_conv2d_backward
 from .gated import METHODS, TILED_BELOW, choose_method, gated_conv2d
 from .gated_train import GatedConvCache, gated_conv2d_backward, gated_conv2d_forward
 
-__all__ = ["METHODS", "TILED_BELOW", "GatedConvCache", "cheap_conv2d", "choose_method",
-           "gated_conv2d", "gated_conv2d_backward", "gated_conv2d_forward"]
+__all__ = ["METHODS", "TILED_BELOW", "GatedConvCache", "cheap_conv2d", "cheap_conv2d_backward",
+           "choose_method", "gated_conv2d", "gated_conv2d_backward", "gated_conv2d_forward"]

@@ -80,3 +80,69 @@ def _cheap_conv(up, w, b, sh, sw, z):
                 row = acc[i * sh * wp:]
                 for j in range(wo):
                     zt[i, j] = row[j * sw]
+
+
+def cheap_conv2d_backward(dz, u, w, stride=1, padding=0):
+    """The gradients of :func:`cheap_conv2d`, for the cheap branch in training.
+
+    Parameters
+    ----------
+    dz : ndarray, (N, T', Ho, Wo), the upstream gradient, dtype of ``u``
+    u, w, stride, padding : as given to :func:`cheap_conv2d`
+
+    Returns
+    -------
+    du : (N, C, H, W);  dw : (T', C, kh, kw);  db : (T',)   dtype of ``u``
+
+    Notes
+    -----
+    With ``D`` the flattened padded plane holding ``dz[n, t, i, j]`` at ``e = i*sh*Wp +
+    j*sw`` and zeros elsewhere, the forward's runs give both gradients as runs again::
+
+        dw[t, c, p, q]          = sum_e D[e] * upad_flat[n, c, e + p*Wp + q]   (summed over n)
+        dupad_flat[n, c, e + p*Wp + q] += w[t, c, p, q] * D[e]
+
+    and ``db[t] = sum dz[:, t]``; ``du`` is ``dupad`` without its border.
+    """
+    (sh, sw), (ph, pw), ho, wo = check_conv_args(u, w, None, stride, padding)
+    n, c, h, wd = u.shape
+    if dz.shape != (n, w.shape[0], ho, wo) or dz.dtype != u.dtype:
+        raise ValueError(f"dz must be {(n, w.shape[0], ho, wo)} of dtype {u.dtype}, got "
+                         f"{dz.shape} of dtype {dz.dtype}")
+    up = np.zeros((n, c, h + 2 * ph, wd + 2 * pw), dtype=u.dtype)
+    up[:, :, ph : ph + h, pw : pw + wd] = u
+    dup = np.zeros_like(up)
+    dw = np.zeros(w.shape, dtype=u.dtype)
+    _cheap_conv_backward(up, np.ascontiguousarray(w), np.ascontiguousarray(dz), sh, sw, dup, dw)
+    return (np.ascontiguousarray(dup[:, :, ph : ph + h, pw : pw + wd]), dw,
+            dz.sum(axis=(0, 2, 3)))
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _cheap_conv_backward(up, w, dz, sh, sw, dup, dw):
+    """``dup`` (N, C, Hp, Wp) and ``dw`` (T', C, kh, kw) of :func:`_cheap_conv`, added into.
+    ``reassoc`` lets LLVM split each tap's sum over the run into vector lanes (the order
+    of a sum, as a GEMM chooses its own; NaN and infinities keep their meaning)."""
+    n_img, n_out, ho, wo = dz.shape
+    _, c, kh, kw = w.shape
+    hp, wp = up.shape[2], up.shape[3]
+    run = (hp - kh) * wp + (wp - kw + 1)
+    d = np.zeros(max(run, 0), dtype=dz.dtype)  # dz spread over the run: 0 between outputs
+    zero = np.zeros(1, dtype=dz.dtype)[0]  # of dz's dtype: a float32 sum stays float32
+    for n in range(n_img):
+        for t in range(n_out):
+            for i in range(ho):
+                for j in range(wo):
+                    d[i * sh * wp + j * sw] = dz[n, t, i, j]
+            for ch in range(c):
+                flat, dflat = up[n, ch].reshape(-1), dup[n, ch].reshape(-1)
+                for p in range(kh):
+                    for q in range(kw):
+                        wv, off = w[t, ch, p, q], p * wp + q
+                        src, dst = flat[off : off + run], dflat[off : off + run]
+                        acc = zero
+                        for e in range(run):
+                            acc += d[e] * src[e]
+                        dw[t, ch, p, q] += acc
+                        for e in range(run):
+                            dst[e] += wv * d[e]

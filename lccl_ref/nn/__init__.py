@@ -5,6 +5,7 @@ Start at :mod:`.module` (``Module``, ``Parameter``), then :mod:`.layers` and
 :mod:`.lccl` (``LCCLConv2d``, the paper's layer).
 """
 
+from .cheap import CheapConv2d
 from .gated import GatedConv2d
 from .layers import BatchNorm2d, Conv2d, GlobalAvgPool, Linear, ReLU
 from .lccl import CHEAP_KINDS, LCCLConv2d, set_sparse
@@ -13,6 +14,7 @@ from .module import Module, Parameter, Sequential, load_npz, save_npz, teaching_
 __all__ = [
     "BatchNorm2d",
     "CHEAP_KINDS",
+    "CheapConv2d",
     "Conv2d",
     "GatedConv2d",
     "GlobalAvgPool",

@@ -27,6 +27,7 @@ from .. import functional as F
 from ..checks import check_float_array, check_same_dtype
 from ..functional.gate import GATES
 from ..kernels import cheap_conv2d
+from .cheap import CheapConv2d
 from .gated import GatedConv2d
 from .layers import BatchNorm2d, Conv2d
 from .module import Module
@@ -62,7 +63,7 @@ class LCCLConv2d(Module):
 
     Attributes
     ----------
-    conv : GatedConv2d;  cheap_conv : Conv2d;  cheap_bn : BatchNorm2d or None
+    conv : GatedConv2d;  cheap_conv : CheapConv2d (T' = 1), Conv2d;  cheap_bn : BatchNorm2d|None
     sparse, fold_bn, sparse_train : bool
         All True by default.  Eval mode: V only at the open cells (False: densely, the
         reference); the cheap BN folded into the cheap conv (False: one after the
@@ -117,8 +118,9 @@ class LCCLConv2d(Module):
         else:
             cheap_kernel, cheap_padding = (kh, kw), (ph, pw)
         cheap_out = self.conv.out_channels if cheap.endswith("xT") else 1
-        self.cheap_conv = Conv2d(in_channels, cheap_out, cheap_kernel, stride, cheap_padding,
-                                 bias=not cheap_bn, rng=rng, dtype=dtype)
+        cheap_cls = CheapConv2d if cheap_out == 1 else Conv2d  # no im2col for one column
+        self.cheap_conv = cheap_cls(in_channels, cheap_out, cheap_kernel, stride, cheap_padding,
+                                    bias=not cheap_bn, rng=rng, dtype=dtype)
         self.cheap_bn = BatchNorm2d(cheap_out, dtype=dtype) if cheap_bn else None
         self.gate = gate
         if gate_init is not None:
