@@ -109,7 +109,7 @@ def run(model_name, kind, density, batch, threads, repeats):
     limiter = set_threads(threads)
     try:
         times = {k: [] for k in steps}
-        for k, (fn, _) in steps.items():
+        for fn, _ in steps.values():
             fn()  # warm-up: Numba compilation, caches
         macs = {}
         for k, (fn, net) in steps.items():
