@@ -21,20 +21,28 @@ theoretical saving; our plain training >= 0.8x PyTorch's.
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
-import time
-from pathlib import Path
+import os
 
-import numba
-import numpy as np
-from threadpoolctl import threadpool_limits
+# PyTorch's idle OpenMP threads spin between its steps; on a 2-core machine they took
+# the cores our two BLAS threads needed (our plain net: 68 instead of 114-129 images/s
+# at 2 threads, whether or not the torch step was followed by a 0.5 s pause).  Passive
+# waiting costs torch itself a little at 2 threads (338 vs 360-425 images/s).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from lccl_ref.bench import environment
-from lccl_ref.functional import softmax_cross_entropy
-from lccl_ref.models import build_model, lccl_layers
-from lccl_ref.train import SGD, take_train_macs
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from lccl_ref.bench import environment  # noqa: E402
+from lccl_ref.functional import softmax_cross_entropy  # noqa: E402
+from lccl_ref.models import build_model, lccl_layers  # noqa: E402
+from lccl_ref.train import SGD, take_train_macs  # noqa: E402
 
 
 def inverse_normal_cdf(p):
@@ -167,6 +175,7 @@ def main():
                       + ("" if torch_ratio is None else f"  ours/torch {torch_ratio:.2f}"),
                       flush=True)
     out = {**environment(), "what": __doc__.split("\n")[0], "kind": args.kind,
+           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
            "density_target": args.density, "repeats": args.repeats, "rows": rows}
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 

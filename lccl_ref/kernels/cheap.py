@@ -18,7 +18,10 @@ positions past each row's end wrap into the next row: computed and dropped).  Th
 run stays in cache for all ``C*kh*kw`` taps and its inner loop is contiguous, which
 LLVM vectorises.  At stride ``s`` every ``s``-th row and column is kept (``s^2`` times
 the cost model's MACs, ``N*Ho*Wo*T'*C*kh*kw``, are computed; a strided loop was
-slower).  Start at :func:`cheap_conv2d`; its naive twin is ``functional.conv2d_naive``.
+slower).  With a 1x1 kernel and several outputs (``1x1xCxT``) the conv is a matrix
+product per image, ``z[n] = w (T', C) @ u[n] (C, Ho*Wo)``, and BLAS does it: the run
+loop would sweep the input T' times.  Start at :func:`cheap_conv2d`; its naive twin
+is ``functional.conv2d_naive``.
 """
 
 from __future__ import annotations
@@ -48,6 +51,11 @@ def cheap_conv2d(u, w, b, stride=1, padding=0):
         raise TypeError("b must be the cheap conv's (T',) bias, got None")
     (sh, sw), (ph, pw), ho, wo = check_conv_args(u, w, b, stride, padding)
     n, c, h, wd = u.shape
+    if w.shape[0] > 1 and w.shape[2:] == (1, 1) and ph == pw == 0:  # 1x1xCxT: a GEMM
+        us = u[:, :, : (ho - 1) * sh + 1 : sh, : (wo - 1) * sw + 1 : sw]  # the cells read
+        z = np.matmul(w.reshape(w.shape[0], c), us.reshape(n, c, ho * wo))  # (N, T', Ho*Wo)
+        z += b[:, None]
+        return z.reshape(n, w.shape[0], ho, wo)
     up = np.zeros((n, c, h + 2 * ph, wd + 2 * pw), dtype=u.dtype)  # zero border, C order
     up[:, :, ph : ph + h, pw : pw + wd] = u
     z = np.empty((n, w.shape[0], ho, wo), dtype=u.dtype)

@@ -39,11 +39,10 @@ METHODS = ("auto", "direct", "gather", "tiled", "dense")
 
 #: Per-channel masks: the tiled kernel below this density, the dense conv and the mask
 #: at or above it.  The tiled kernel runs a MAC at a third to a quarter of a GEMM's
-#: speed; it broke even with the dense im2col conv at r = 0.15-0.45 on ResNet-20 and
-#: mnist-resnet layer shapes (the larger C, the later), and took 0.3-0.8 of its time at
-#: r = 0.1 (one thread, docs/kernel-notes.md).  So that a layer is never much slower
-#: than its plain conv, "auto" falls back below the smallest break-even measured.
-TILED_BELOW = 0.2
+#: speed.  In ResNet-20's 1x1xCxT layers with calibrated masks (batch 64, one thread,
+#: benchmarks/bench_per_channel.py) it beat the dense conv + mask in every layer at
+#: r = 0.3 and lost to it by 5-15% at r = 0.5; the choice switches between the two.
+TILED_BELOW = 0.35
 
 
 def choose_method(mask, method="auto") -> str:
@@ -165,7 +164,9 @@ def gated_conv2d_unchecked(x, w, mask, b, stride, padding, method="auto", scale=
         y, _ = conv2d_forward(x, w, b, stride, padding)
         if scaled:
             y *= scale4
-        np.copyto(y, 0, where=~mask4)  # exactly 0 where shut, whatever y was there
+        np.multiply(y, mask4, out=y)  # 0 where shut: x * 0 = 0 for finite x, and fast
+        if not np.isfinite(y).all():  # inf * 0 = NaN: exactly 0 where shut, whatever y was
+            np.copyto(y, 0, where=~mask4)
         return y, n * ho * wo * t * w[0].size
     y = np.zeros((n, t, ho, wo), dtype=dtype)
     wt = np.ascontiguousarray(w.transpose(0, 2, 3, 1))  # (T, kh, kw, C)
