@@ -49,8 +49,9 @@ def product_forward(v, v_cheap, mask=None):
         raise TypeError(f"mask must be a bool ndarray, got {getattr(mask, 'dtype', mask)!r}")
     check_shape("mask", mask, v_cheap.shape)
     with np.errstate(invalid="ignore"):  # inf * 0 = NaN where the gate is shut: set to 0 below
-        o = v * v_cheap
-    np.copyto(o, 0, where=~mask)
+        o = v * v_cheap  # already 0 where shut (V' = 0) unless V is inf or NaN there
+    if not np.isfinite(o).all():
+        np.copyto(o, 0, where=~mask)
     return o, (v, v_cheap)
 
 
