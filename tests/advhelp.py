@@ -7,12 +7,37 @@ the LCCL layer and a whole network from the defining formulas.
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import strategies as st
 
 from lccl_ref import functional as F
 from lccl_ref.models import lccl_layers
 from lccl_ref.nn import BatchNorm2d, LCCLConv2d
 
 TS = (1, 7, 15, 16, 17, 23, 24, 25, 48, 49, 65)
+
+#: Hypothesis arguments of a random gated conv (:func:`gated_case`): any T of ``TS``,
+#: kernels, strides and paddings up to 4, 4 and 3, masks of any density.
+GATED_CASE = dict(
+    t=st.sampled_from(TS), c=st.integers(1, 6), n=st.integers(1, 3),
+    h=st.integers(1, 9), wd=st.integers(1, 9), kh=st.integers(1, 4), kw=st.integers(1, 4),
+    sh=st.integers(1, 4), sw=st.integers(1, 4), ph=st.integers(0, 3), pw=st.integers(0, 3),
+    dtype=st.sampled_from([np.float32, np.float64]), density=st.floats(0, 1),
+    seed=st.integers(0, 2**31 - 1))
+
+
+def gated_case(t, c, n, h, wd, kh, kw, sh, sw, ph, pw, dtype, density, seed):
+    """``(rng, x, w, b, mask, scale)`` for the :data:`GATED_CASE` arguments, or None when
+    the kernel does not fit the padded image; ``mask`` and ``scale`` are (N, Ho, Wo)."""
+    if h + 2 * ph < kh or wd + 2 * pw < kw:
+        return None
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, wd)).astype(dtype)
+    w = rng.standard_normal((t, c, kh, kw)).astype(dtype)
+    b = rng.standard_normal(t).astype(dtype)
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
+    mask = rng.random((n, ho, wo)) < density
+    scale = rng.standard_normal((n, ho, wo)).astype(dtype)
+    return rng, x, w, b, mask, scale
 
 
 # (N, C, H, W, T, (kh, kw), stride, padding): geometries the per-kernel tests do not use

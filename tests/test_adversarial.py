@@ -16,12 +16,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from advhelp import (
+    GATED_CASE,
     GEOMS,
     LAYER_GEOMS,
     TS,
     arrays,
     batch_statistics,
     close,
+    gated_case,
     ids,
     layouts,
     lccl_reference,
@@ -77,22 +79,13 @@ def test_cheap_conv_on_odd_geometry(geom, dtype):
 
 
 @settings(max_examples=30, deadline=None)
-@given(t=st.sampled_from(TS), c=st.integers(1, 6), n=st.integers(1, 3),
-       h=st.integers(1, 9), wd=st.integers(1, 9), kh=st.integers(1, 4), kw=st.integers(1, 4),
-       sh=st.integers(1, 4), sw=st.integers(1, 4), ph=st.integers(0, 3), pw=st.integers(0, 3),
-       dtype=st.sampled_from([np.float32, np.float64]), density=st.floats(0, 1),
-       seed=st.integers(0, 2**31 - 1))
+@given(**GATED_CASE)
 def test_property_gather_and_tiled_equal_direct_for_any_t(t, c, n, h, wd, kh, kw, sh, sw,
                                                           ph, pw, dtype, density, seed):
-    if h + 2 * ph < kh or wd + 2 * pw < kw:
+    case = gated_case(t, c, n, h, wd, kh, kw, sh, sw, ph, pw, dtype, density, seed)
+    if case is None:
         return
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, c, h, wd)).astype(dtype)
-    w = rng.standard_normal((t, c, kh, kw)).astype(dtype)
-    b = rng.standard_normal(t).astype(dtype)
-    ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
-    mask = rng.random((n, ho, wo)) < density
-    scale = rng.standard_normal((n, ho, wo)).astype(dtype)
+    rng, x, w, b, mask, scale = case
     y_ref, m_ref = gated_conv2d(x, w, mask, b, (sh, sw), (ph, pw), "direct", scale=scale)
     for method in ("gather", "tiled"):
         y, m = gated_conv2d(x, w, mask, b, (sh, sw), (ph, pw), method, scale=scale)

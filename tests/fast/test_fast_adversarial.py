@@ -13,16 +13,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from advhelp import (
+    GATED_CASE,
     GEOMS,
     LAYER_GEOMS,
     PRE_GEOMS,
     SEQUENCE,
-    TS,
     apply_pre,
     arrays,
     batch_statistics,
     cheap_windows,
     close,
+    gated_case,
     ids,
     layouts,
     lccl_reference,
@@ -33,7 +34,6 @@ from advhelp import (
     reference_network,
 )
 from hypothesis import given, settings
-from hypothesis import strategies as st
 from lcclhelp import randomise_bn
 
 from lccl_ref import fast
@@ -105,24 +105,15 @@ def test_fused_on_odd_geometry(geom, dtype, gate):
 
 
 @settings(max_examples=30, deadline=None)
-@given(t=st.sampled_from(TS), c=st.integers(1, 6), n=st.integers(1, 3),
-       h=st.integers(1, 9), wd=st.integers(1, 9), kh=st.integers(1, 4), kw=st.integers(1, 4),
-       sh=st.integers(1, 4), sw=st.integers(1, 4), ph=st.integers(0, 3), pw=st.integers(0, 3),
-       dtype=st.sampled_from([np.float32, np.float64]), density=st.floats(0, 1),
-       seed=st.integers(0, 2**31 - 1))
+@given(**GATED_CASE)
 def test_property_vector_and_fused_equal_the_teaching_kernels(t, c, n, h, wd, kh, kw, sh, sw,
                                                               ph, pw, dtype, density, seed):
-    if h + 2 * ph < kh or wd + 2 * pw < kw:
-        return
     from lccl_ref.kernels import gated_conv2d
 
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, c, h, wd)).astype(dtype)
-    w = rng.standard_normal((t, c, kh, kw)).astype(dtype)
-    b = rng.standard_normal(t).astype(dtype)
-    ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
-    mask = rng.random((n, ho, wo)) < density
-    scale = rng.standard_normal((n, ho, wo)).astype(dtype)
+    case = gated_case(t, c, n, h, wd, kh, kw, sh, sw, ph, pw, dtype, density, seed)
+    if case is None:
+        return
+    rng, x, w, b, mask, scale = case
     y_ref, m_ref = gated_conv2d(x, w, mask, b, (sh, sw), (ph, pw), "direct", scale=scale)
     y, m = fast.gated_conv2d(x, w, mask, b, (sh, sw), (ph, pw), "vector", scale=scale)
     close(y, y_ref, dtype, "vector")
