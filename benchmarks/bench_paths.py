@@ -27,7 +27,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
     os.environ[_var] = "1"  # before numpy / numba are imported
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -37,7 +36,7 @@ from lccl_ref import bench  # noqa: E402
 from lccl_ref.functional import conv2d_forward  # noqa: E402
 from lccl_ref.kernels import gated_conv2d  # noqa: E402
 from lccl_ref.models import build_model  # noqa: E402
-from lccl_ref.report import jsonable  # noqa: E402
+from lccl_ref.report import write_json  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "paths.json"
 #: ResNet-20's convolution shapes: (name, C, T, H, stride)
@@ -119,9 +118,7 @@ def main(argv=None) -> int:
         if args.part in ("fast", "both"):
             res["fast_engine"] = fast_engine((1, big), repeats)
     res["wall_time_s"] = time.perf_counter() - t0
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(jsonable(res), indent=1, sort_keys=True))
+    out = write_json(res, args.out)
     print(f"wrote {out} ({res['wall_time_s']:.0f} s)")
     return 0
 

@@ -29,7 +29,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
     os.environ[_var] = "1"  # before numpy / numba are imported
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -37,7 +36,7 @@ import numpy as np  # noqa: E402
 
 from lccl_ref import bench, kernels  # noqa: E402
 from lccl_ref.models import build_model, lccl_layers  # noqa: E402
-from lccl_ref.report import jsonable  # noqa: E402
+from lccl_ref.report import write_json  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "per_channel.json"
 DENSITIES = (0.05, 0.1, 0.2, 0.3, 0.5, 0.65, 0.8, 0.95)
@@ -113,9 +112,7 @@ def main(argv=None) -> int:
                   f"worst layer (auto) {100 * row['worst_layer_real_auto']:.1f}%", flush=True)
     res["rows"] = rows
     res["wall_time_s"] = time.perf_counter() - t0
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(jsonable(res), indent=1, sort_keys=True))
+    out = write_json(res, args.out)
     print(f"wrote {out} ({res['wall_time_s']:.0f} s)")
     return 0
 

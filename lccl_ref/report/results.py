@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -75,3 +77,12 @@ def jsonable(obj):
     if isinstance(obj, (float, np.floating)):
         return float(obj) if math.isfinite(obj) else None
     return obj
+
+
+def write_json(obj, path) -> Path:
+    """Write ``obj`` (through :func:`jsonable`) to ``path`` as indented, key-sorted JSON,
+    making its folder; returns the path.  The benchmark scripts' results files."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(jsonable(obj), indent=1, sort_keys=True))
+    return path
