@@ -291,6 +291,7 @@ def test_tiny_reproduce_end_to_end(tmp_path, capsys):
         else:
             assert all(0 <= lay["density"] <= 1 for lay in run["layers"])
             assert run["speedup"] == pytest.approx(1 - run["macs_lccl"] / run["macs_dense"])
+            assert run["speedup_mask"] >= run["speedup"] - 1e-12  # a fallback only adds
             assert run["min_density"] == min(lay["density"] for lay in run["layers"])
     f = res["formula"]
     for row in f["rows"]:

@@ -150,7 +150,35 @@ def test_evaluate_counts_macs_by_hand_and_batches_agree():
     assert m["lccl_expensive"] == pytest.approx(d * lccl_dense)
     assert m["executed"] == pytest.approx(stem + lin + cheap + d * lccl_dense)
     assert m["speedup"] == pytest.approx(1 - m["executed"] / m["dense"])
+    # a shared mask runs the gathered kernel: what ran is what the mask needed
+    assert m["needed"] == m["executed"] and m["speedup_mask"] == m["speedup"]
     assert not net.training
+
+
+def test_evaluate_speedup_from_the_mask_where_a_dense_fallback_ran(monkeypatch):
+    """A per-channel mask denser than TILED_BELOW runs the dense conv: ``executed``
+    counts all of it, ``needed`` only the open cells, and the paper's ratio
+    ``speedup_mask`` is the one the density gives."""
+    from lccl_ref.kernels import gated
+
+    ds = synthetic()
+    net = tiny_net(cheap="1x1xCxT")
+    layer = net[3]
+    layer.cheap_bn.bias.data[:] = 0.5  # most cells open: density above TILED_BELOW
+    for threshold, method in ((0.0, "dense"), (1.01, "tiled")):
+        monkeypatch.setattr(gated, "TILED_BELOW", threshold)
+        m = evaluate(net, ds.x_test, ds.y_test)["macs"]
+        assert layer.last_stats["method"] == method
+        d = layer.last_stats["density"]
+        assert 0.5 < d < 1.0
+        assert m["lccl_needed"] == pytest.approx(d * m["lccl_dense"])
+        assert m["needed"] == pytest.approx(m["dense"] - m["lccl_dense"] + m["lccl_cheap"]
+                                            + m["lccl_needed"])
+        assert m["speedup_mask"] == pytest.approx(1 - m["needed"] / m["dense"])
+        if method == "dense":
+            assert m["lccl_expensive"] == m["lccl_dense"] and m["speedup"] < m["speedup_mask"]
+        else:
+            assert m["executed"] == pytest.approx(m["needed"])
 
 
 def test_evaluate_rejects_mismatched_inputs():

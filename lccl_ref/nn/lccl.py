@@ -76,7 +76,9 @@ class LCCLConv2d(Module):
         Set by every eval forward: ``density`` (active cells of V over ``N*T*Ho*Wo``),
         ``active_cells``, ``macs_expensive`` (executed, as counted by the gated kernel;
         the dense count on the dense path), ``macs_cheap`` (``N*Ho*Wo*T'*C*k'*k'``),
-        ``macs_dense`` (``N*Ho*Wo*T*C*k*k``), ``method`` (which kernel computed V).
+        ``macs_dense`` (``N*Ho*Wo*T*C*k*k``), ``macs_needed`` (``active_cells*C*k*k``:
+        what a kernel that skips every shut cell runs), ``method`` (which kernel
+        computed V; a dense fallback executes more than ``macs_needed``).
     last_mask : bool ndarray or None, the eval mask: (N, Ho, Wo) if T' = 1, else (N, T, Ho, Wo)
     last_train_density, last_train_macs, last_gate_mean
         Set by every training forward: ``mean(z > 0)`` on the batch, the expensive
@@ -245,7 +247,8 @@ class LCCLConv2d(Module):
         self.last_stats = dict(  # N = 0: nothing active, density 0
             density=active_cells / (n * t * ho * wo) if n else 0.0, active_cells=active_cells,
             macs_expensive=int(macs_expensive), macs_cheap=n * ho * wo * t_c * c_c * kh_c * kw_c,
-            macs_dense=n * ho * wo * t * c * kh * kw, method=method)
+            macs_dense=n * ho * wo * t * c * kh * kw, macs_needed=active_cells * c * kh * kw,
+            method=method)
         self._cache = None
 
     def backward(self, dy):

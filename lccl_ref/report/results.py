@@ -35,10 +35,12 @@ def check_results(results) -> None:
                                      cheap_bn, l1, mean, min, max, std, final, stable,
                                      test_accuracy, layers}}
         runs      {run_name: {lccl, placement, settings, gate, budget, test_accuracy,
-                              test_error_pct, macs_dense, macs_lccl, speedup, mean_density,
-                              min_density, train_seconds,
+                              test_error_pct, macs_dense, macs_lccl, speedup,
+                              speedup_mask (optional), mean_density, min_density,
+                              train_seconds,
                               layers: [{name, density, macs_dense, macs_lccl}]}}
-        curve     [{target, test_accuracy, mean_density, min_density, speedup, settings}]
+        curve     [{target, test_accuracy, mean_density, min_density, speedup,
+                    speedup_mask (optional), settings}]
         bench     run, threads, repeats, batches: [{batch, dense_ms, sparse_ms, macs_dense,
                   macs_sparse, theoretical, real, real_over_theoretical,
                   layers: [{name, theoretical, real}],

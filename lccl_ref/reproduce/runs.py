@@ -60,6 +60,7 @@ def train_run(kind, placement, settings, ds, model_name, recipe, epochs, seed, p
         "test_accuracy": ev["accuracy"], "test_error_pct": 100.0 * (1.0 - ev["accuracy"]),
         "test_loss": ev["loss"], "macs_dense": ev["macs"]["dense"],
         "macs_lccl": ev["macs"]["executed"], "speedup": ev["macs"]["speedup"],
+        "speedup_mask": ev["macs"]["speedup_mask"],
         "mean_density": float(np.mean(dens)) if dens else None,
         "min_density": float(np.min(dens)) if dens else None,
         "train_seconds": train_s, "layers": layer_rows(model, ds, ev["lccl"]),
@@ -91,4 +92,5 @@ def curve_point(run: dict, target) -> dict:
     return {"target": None if target is None else float(target),
             "test_accuracy": run["test_accuracy"], "mean_density": run["mean_density"],
             "min_density": run["min_density"], "speedup": run["speedup"],
+            "speedup_mask": run.get("speedup_mask", run["speedup"]),
             "settings": run["settings"]}
